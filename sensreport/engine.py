@@ -1,0 +1,664 @@
+"""Derivatives of a function at many points: Jacobians, rows and finite differences.
+
+Everything here is batched. A :class:`Target` wraps a model or function as a map from
+a batch of flat points ``[B, n]`` to a batch of flat outputs ``[B, m]``, and compiles
+each derivative kernel once, as a ``tf.function`` whose signature leaves the batch
+dimension open, so neither a new chunk size nor a new call retraces it.
+
+Kernels (``B`` points, ``c`` basis vectors in one call):
+
+* forward mode: the batch is tiled ``c`` times and pushed through one
+  ``tf.autodiff.ForwardAccumulator`` pass with one-hot tangents, giving ``c``
+  Jacobian columns for every point from one model call on ``c * B`` rows;
+* reverse mode: the same tiling with one-hot cotangents and one
+  ``GradientTape.gradient`` call gives ``c`` Jacobian rows (this is also how
+  selected rows are computed: never the full Jacobian to slice a row from it);
+* finite differences: all ``2 n`` perturbed copies of every point in one model call.
+
+The tiled kernels need no ``pfor`` vectorization of the model's ops, so they work
+for every op TensorFlow can differentiate; ``batch_jacobian`` (``reverse-pfor``) is
+kept as an alternative strategy. All functions return numpy arrays.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import ComputeError
+
+#: Default share of the machine's available memory one computation may use.
+DEFAULT_MEMORY_FRACTION = 0.25
+#: Most rows (points x basis vectors) sent to the model in one call.
+MAX_ROWS_PER_CALL = 1 << 16
+
+MODES = ("auto", "forward", "reverse", "reverse-pfor")
+
+
+class NotDifferentiableError(Exception):
+    """Raised while tracing when TensorFlow finds no gradient path to the inputs."""
+
+
+def _tf():
+    """TensorFlow, imported on first use (``sensreport --help`` must stay instant)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" not in sys.modules:
+        # TensorFlow's C++ start-up banner ignores TF_CPP_MIN_LOG_LEVEL and would land in a
+        # scheduler's captured output: silence stderr while importing. Import errors still
+        # surface as Python exceptions after stderr is restored.
+        saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(null)
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+    tf.autograph.set_verbosity(0)
+    return tf
+
+
+def available_memory() -> int:
+    """Bytes of memory available to this process now."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # pragma: no cover - psutil is a dependency; be safe anyway
+        return 8 << 30
+
+
+def default_memory_budget() -> int:
+    """The default memory budget: a quarter of the memory available now."""
+    return int(available_memory() * DEFAULT_MEMORY_FRACTION)
+
+
+@dataclass
+class Derivative:
+    """A derivative array and how it was obtained.
+
+    ``values`` is ``[P, k, n]`` (points, outputs, inputs). ``seconds`` is the whole
+    wall time including the first call, ``first_call_seconds`` the time of the first
+    chunk (which includes tracing).
+    """
+
+    values: np.ndarray
+    method: str
+    strategy: str
+    seconds: float
+    first_call_seconds: float
+    calls: int
+    chunk_points: int
+    notes: list[str] = field(default_factory=list)
+    step: np.ndarray | None = None  # finite differences: the step used, [P, n]
+    dtype: str = "float32"
+
+
+class Target:
+    """A model or function prepared for batched differentiation.
+
+    Parameters
+    ----------
+    fn : callable
+        With ``batched=True``, maps a tensor ``[B, *input_shape]`` to
+        ``[B, *output_shape]`` (Keras and SavedModel models). With ``batched=False``,
+        maps one point ``[*input_shape]`` to ``[*output_shape]``; the target
+        vectorizes it over points with ``tf.vectorized_map`` and falls back to
+        ``tf.map_fn`` (slower, always correct) when an op cannot be vectorized.
+    input_shape : tuple of int
+        The shape of one point.
+    batched : bool
+        Whether ``fn`` already takes a batch.
+    dtype : str
+        The dtype in which derivatives are computed (``float32`` or ``float64``).
+    activation_size : int, optional
+        Floats of intermediate activations per point, used to estimate memory.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[Any], Any],
+        input_shape: tuple[int, ...],
+        *,
+        batched: bool = True,
+        dtype: str = "float32",
+        activation_size: int | None = None,
+        name: str = "model",
+    ):
+        self.fn = fn
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.n = int(np.prod(self.input_shape, dtype=np.int64)) if self.input_shape else 1
+        self.batched = batched
+        self.dtype = str(dtype)
+        self.name = name
+        self.activation_size = activation_size
+        self.output_shape: tuple[int, ...] | None = None
+        self.notes: list[str] = []
+        self._vectorize = "pfor"
+        self._eager = False
+        self._kernels: dict[tuple[str, str], Any] = {}
+
+    # ------------------------------------------------------------------ shapes
+    @property
+    def m(self) -> int:
+        if self.output_shape is None:
+            raise RuntimeError("call Target.evaluate once before asking for m")
+        return int(np.prod(self.output_shape, dtype=np.int64)) if self.output_shape else 1
+
+    def _note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    # ------------------------------------------------------------ model calls
+    def _flat_call(self, xf):
+        """[B, n] -> [B, m] inside TensorFlow, in the dtype of ``xf``."""
+        tf = _tf()
+        batch = tf.shape(xf)[0]
+        x = tf.reshape(xf, tf.concat([[batch], tf.constant(self.input_shape, tf.int32)], 0))
+        if self.batched:
+            y = self.fn(x)
+        elif self._vectorize == "pfor":
+            y = tf.vectorized_map(self.fn, x, fallback_to_while_loop=False)
+        else:
+            y = tf.map_fn(self.fn, x, fn_output_signature=xf.dtype)
+        y = tf.convert_to_tensor(y)
+        if self.output_shape is None and y.shape.rank is not None:
+            self._traced_output_shape = tuple(int(s) if s is not None else -1 for s in y.shape[1:])
+        self._native_output_dtype = y.dtype
+        if y.dtype != xf.dtype:
+            y = tf.cast(y, xf.dtype)
+        return tf.reshape(y, [batch, -1])
+
+    def _kernel(self, kind: str, dtype: str):
+        """Compile (once) the kernel ``kind`` for inputs of ``dtype``."""
+        key = (kind, dtype)
+        if key in self._kernels:
+            return self._kernels[key]
+        tf = _tf()
+        n = self.n
+        tdtype = tf.as_dtype(dtype)
+        x_spec = tf.TensorSpec([None, n], tdtype)
+        i_spec = tf.TensorSpec([None], tf.int32)
+
+        def tile(x, count):
+            return tf.reshape(tf.tile(x[None], [count, 1, 1]), [-1, n])
+
+        def evaluate(x):
+            return self._flat_call(x)
+
+        def forward(x, cols):
+            batch, c = tf.shape(x)[0], tf.shape(cols)[0]
+            xt = tile(x, c)
+            tangents = tf.one_hot(cols, n, dtype=tdtype)  # [c, n]
+            tangents = tf.reshape(tf.broadcast_to(tangents[:, None, :], [c, batch, n]), [-1, n])
+            with tf.autodiff.ForwardAccumulator(xt, tangents) as acc:
+                y = self._flat_call(xt)
+            jvp = acc.jvp(y)
+            if jvp is None:
+                raise NotDifferentiableError("no gradient path from the inputs to the outputs")
+            return tf.transpose(tf.reshape(jvp, [c, batch, -1]), [1, 2, 0])  # [B, m, c]
+
+        def reverse(x, outs):
+            batch, c = tf.shape(x)[0], tf.shape(outs)[0]
+            xt = tile(x, c)
+            with tf.GradientTape() as tape:
+                tape.watch(xt)
+                y = self._flat_call(xt)
+            cot = tf.one_hot(outs, tf.shape(y)[1], dtype=tdtype)  # [c, m]
+            cot = tf.reshape(tf.broadcast_to(cot[:, None, :], [c, batch, tf.shape(y)[1]]), [c * batch, -1])
+            grad = tape.gradient(y, xt, output_gradients=cot)
+            if grad is None:
+                raise NotDifferentiableError("no gradient path from the inputs to the outputs")
+            return tf.transpose(tf.reshape(grad, [c, batch, n]), [1, 0, 2])  # [B, c, n]
+
+        def reverse_pfor(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = self._flat_call(x)
+            jac = tape.batch_jacobian(y, x)
+            if jac is None:
+                raise NotDifferentiableError("no gradient path from the inputs to the outputs")
+            return jac
+
+        body, sig = {
+            "evaluate": (evaluate, [x_spec]),
+            "forward": (forward, [x_spec, i_spec]),
+            "reverse": (reverse, [x_spec, i_spec]),
+            "reverse-pfor": (reverse_pfor, [x_spec]),
+        }[kind]
+        compiled = tf.function(body, input_signature=sig, reduce_retracing=True)
+        try:
+            compiled.get_concrete_function(*sig)
+        except NotDifferentiableError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any tracing failure decides the fallback
+            if not self.batched and self._vectorize == "pfor":
+                self._vectorize = "map_fn"
+                self._note(
+                    "The per-point function could not be vectorized with tf.vectorized_map "
+                    f"({_first_line(exc)}); points were mapped with tf.map_fn instead (slower, same numbers)."
+                )
+                self._kernels.clear()
+                return self._kernel(kind, dtype)
+            if kind == "evaluate":
+                # A black-box function (e.g. plain numpy) that TensorFlow cannot trace:
+                # call it eagerly. Finite differences still work; derivatives cannot.
+                self._eager = True
+                self._note(
+                    f"The function could not be traced by TensorFlow ({_first_line(exc)}); "
+                    "it was evaluated eagerly (slower)."
+                )
+                compiled = evaluate
+            else:
+                raise
+        self._kernels[key] = compiled
+        return compiled
+
+    def evaluate(self, points: np.ndarray, dtype: str | None = None, chunk_rows: int = MAX_ROWS_PER_CALL) -> np.ndarray:
+        """Outputs ``[P, m]`` at flat points ``[P, n]``."""
+        tf = _tf()
+        dtype = dtype or self.dtype
+        x = np.asarray(points, dtype=dtype).reshape(len(points), self.n)
+        fn = self._kernel("evaluate", dtype)
+        outs = []
+        for start in range(0, len(x), max(1, chunk_rows)):
+            chunk = x[start : start + chunk_rows]
+            if self._eager:
+                outs.append(self._eager_eval(chunk))
+            else:
+                outs.append(fn(tf.constant(chunk)).numpy())
+        y = np.concatenate(outs, axis=0) if outs else np.zeros((0, 0), dtype)
+        if self.output_shape is None:
+            shape = getattr(self, "_traced_output_shape", None)
+            if shape is None or -1 in shape or int(np.prod(shape, dtype=np.int64)) != y.shape[1]:
+                shape = (y.shape[1],)
+            self.output_shape = tuple(shape)
+        return y
+
+    def _eager_eval(self, chunk: np.ndarray) -> np.ndarray:
+        tf = _tf()
+        x = chunk.reshape((len(chunk),) + self.input_shape)
+        if self.batched:
+            y = np.asarray(self.fn(tf.constant(x)))
+        else:
+            y = np.stack([np.asarray(self.fn(tf.constant(p))) for p in x])
+        return y.reshape(len(chunk), -1).astype(chunk.dtype)
+
+    def native_dtype(self, dtype: str) -> str:
+        """The dtype the model really computes in when given inputs of ``dtype``."""
+        try:
+            self.evaluate(np.zeros((1, self.n)), dtype=dtype)
+        except Exception:  # noqa: BLE001 - a function that refuses this dtype
+            return self.dtype
+        native = getattr(self, "_native_output_dtype", None)
+        return native.name if native is not None and not self._eager else dtype
+
+    # ----------------------------------------------------------- memory plan
+    def row_bytes(self, dtype: str | None = None) -> int:
+        """Estimated bytes one model row (one point, one basis vector) needs in a call."""
+        item = np.dtype(dtype or self.dtype).itemsize
+        act = self.activation_size if self.activation_size is not None else 4 * (self.n + self.m)
+        # inputs, tangents/cotangents, outputs, and activations kept for the backward pass
+        return int(item * (3 * self.n + 3 * self.m + 3 * act))
+
+
+#: Ops through which TensorFlow has no derivative at all: gradients come out as None or 0.
+NO_GRADIENT_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
+#: Ops whose derivative TensorFlow defines as zero (or blocks on purpose).
+ZERO_GRADIENT_OPS = frozenset({"StopGradient", "PreventGradient", "Round", "Rint", "Floor", "Ceil", "Sign"})
+_HARMLESS_OPS = frozenset({"Placeholder", "NoOp"})
+
+
+def gradient_blockers(target: Target) -> dict[str, list[str]]:
+    """Op types in the traced model that block or zero automatic derivatives.
+
+    Returns ``{"none": [...], "zero": [...], "unregistered": [...]}``: ops TensorFlow
+    cannot differentiate (``tf.numpy_function``, ``tf.py_function``), ops whose
+    derivative is defined as zero (``tf.stop_gradient``, rounding), and ops with no
+    registered gradient at all (typically custom ops). Nested function bodies (loops,
+    ``tf.map_fn``) are searched too. An eagerly evaluated black box blocks everything.
+    """
+    from tensorflow.python.framework import ops as tf_ops
+
+    found: dict[str, set[str]] = {"none": set(), "zero": set(), "unregistered": set()}
+    kernel = target._kernel("evaluate", target.dtype)
+    if target._eager:
+        found["none"].add("(not traceable by TensorFlow)")
+    else:
+        graph_def = kernel.get_concrete_function().graph.as_graph_def()
+        nodes = list(graph_def.node) + [nd for fn in graph_def.library.function for nd in fn.node_def]
+        for node in nodes:
+            if node.op in NO_GRADIENT_OPS:
+                found["none"].add(node.op)
+            elif node.op in ZERO_GRADIENT_OPS:
+                found["zero"].add(node.op)
+            elif node.op not in _HARMLESS_OPS and not node.op.startswith("TensorList"):
+                try:
+                    tf_ops._gradient_registry.lookup(node.op)
+                except LookupError:
+                    found["unregistered"].add(node.op)
+    return {k: sorted(v) for k, v in found.items()}
+
+
+def _first_line(exc: BaseException) -> str:
+    """The line of an exception's text that says what went wrong.
+
+    TensorFlow wraps errors raised while tracing in an "in user code:" preamble with
+    a stack; the cause is on the last non-empty line.
+    """
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    text = lines[-1] if lines else type(exc).__name__
+    return text[:300]
+
+
+def plan_chunks(rows_per_point: int, row_bytes: int, points: int, budget: int) -> tuple[int, int]:
+    """Choose (points per call, basis vectors per call) so one call stays in ``budget``.
+
+    ``rows_per_point`` is how many basis vectors (or perturbed copies) each point
+    needs in all. The basis is split only when even one point's rows exceed the budget.
+    """
+    max_rows = max(1, min(MAX_ROWS_PER_CALL, budget // max(1, row_bytes)))
+    basis = max(1, min(rows_per_point, max_rows))
+    per_call = max(1, min(points, max_rows // basis))
+    return per_call, basis
+
+
+def _check_fits(key: str, shape: tuple[int, ...], itemsize: int, budget: int, what: str) -> None:
+    need = int(np.prod(shape, dtype=np.int64)) * itemsize
+    if need > budget:
+        raise ComputeError(
+            key,
+            f"the {what} {list(shape)} needs {_gib(need)} but the memory budget is {_gib(budget)}. "
+            "Select fewer outputs (methods.rows), use fewer points, or raise "
+            "execution.memory_budget.",
+        )
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
+
+
+def choose_mode(n: int, m: int) -> str:
+    """Forward mode when there are fewer inputs than outputs, reverse otherwise.
+
+    Forward mode costs about one JVP per input, reverse mode one VJP per output; a
+    VJP costs a little more than a JVP, so ties go to forward.
+    """
+    return "forward" if n <= m else "reverse"
+
+
+def _run_chunks(x: np.ndarray, per_call: int, call, out: np.ndarray) -> tuple[float, int]:
+    """Apply ``call(chunk) -> array`` over point chunks into ``out``; time the first."""
+    first = 0.0
+    calls = 0
+    for start in range(0, len(x), per_call):
+        t0 = time.perf_counter()
+        out[start : start + per_call] = call(x[start : start + per_call])
+        if calls == 0:
+            first = time.perf_counter() - t0
+        calls += 1
+    return first, calls
+
+
+def jacobian(
+    target: Target,
+    points: np.ndarray,
+    *,
+    mode: str = "auto",
+    memory_budget: int | None = None,
+    key: str = "methods.jacobian",
+) -> Derivative:
+    """Full Jacobians ``[P, m, n]`` of ``target`` at every point, by automatic differentiation.
+
+    Parameters
+    ----------
+    target : Target
+    points : ndarray, shape [P, n]
+    mode : {"auto", "forward", "reverse", "reverse-pfor"}
+        ``auto`` picks forward mode when ``n <= m`` and reverse mode otherwise.
+    memory_budget : int, optional
+        Bytes one computation may use; default a quarter of available memory.
+    """
+    tf = _tf()
+    x = np.asarray(points, dtype=target.dtype).reshape(len(points), target.n)
+    if target.output_shape is None:
+        target.evaluate(x[:1])
+    n, m, p = target.n, target.m, len(x)
+    budget = memory_budget or default_memory_budget()
+    item = np.dtype(target.dtype).itemsize
+    _check_fits(key, (p, m, n), item, budget, "Jacobian array")
+    strategy = choose_mode(n, m) if mode == "auto" else mode
+    notes: list[str] = []
+    if strategy == "forward":
+        try:
+            target._kernel("forward", target.dtype)
+        except NotDifferentiableError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. an op with no forward-mode rule
+            strategy = "reverse"
+            notes.append(f"Forward mode could not be traced ({_first_line(exc)}); reverse mode was used.")
+    out = np.empty((p, m, n), dtype=target.dtype)
+    t_start = time.perf_counter()
+    calls = 0
+    first = 0.0
+    if strategy == "reverse-pfor":
+        kernel = target._kernel("reverse-pfor", target.dtype)
+        per_call, _ = plan_chunks(m, target.row_bytes(), p, budget)
+        first, calls = _run_chunks(x, per_call, lambda c: kernel(tf.constant(c)).numpy(), out)
+    else:
+        kernel = target._kernel(strategy, target.dtype)
+        width = n if strategy == "forward" else m
+        per_call, basis = plan_chunks(width, target.row_bytes(), p, budget)
+        for b0 in range(0, width, basis):
+            idx = tf.constant(np.arange(b0, min(width, b0 + basis), dtype=np.int32))
+            sl = slice(b0, b0 + basis)
+            if strategy == "forward":
+                view = out[:, :, sl]
+            else:
+                view = out[:, sl, :]
+            f, c = _run_chunks(x, per_call, lambda ch: kernel(tf.constant(ch), idx).numpy(), view)
+            first = first or f
+            calls += c
+    return Derivative(
+        values=out,
+        method="jacobian",
+        strategy=strategy,
+        seconds=time.perf_counter() - t_start,
+        first_call_seconds=first,
+        calls=calls,
+        chunk_points=per_call,
+        notes=list(target.notes) + notes,
+        dtype=target.dtype,
+    )
+
+
+def rows(
+    target: Target,
+    points: np.ndarray,
+    outputs: list[int],
+    *,
+    memory_budget: int | None = None,
+    key: str = "methods.rows",
+) -> Derivative:
+    """Gradients of the selected outputs at every point: ``[P, k, n]``.
+
+    One reverse-mode call per chunk computes all ``k`` selected gradients for all the
+    chunk's points; the other outputs' derivatives are never formed.
+    """
+    tf = _tf()
+    x = np.asarray(points, dtype=target.dtype).reshape(len(points), target.n)
+    if target.output_shape is None:
+        target.evaluate(x[:1])
+    p, k = len(x), len(outputs)
+    budget = memory_budget or default_memory_budget()
+    _check_fits(key, (p, k, target.n), np.dtype(target.dtype).itemsize, budget, "rows array")
+    kernel = target._kernel("reverse", target.dtype)
+    out = np.empty((p, k, target.n), dtype=target.dtype)
+    per_call, basis = plan_chunks(k, target.row_bytes(), p, budget)
+    t_start = time.perf_counter()
+    first, calls = 0.0, 0
+    for b0 in range(0, k, basis):
+        idx = tf.constant(np.asarray(outputs[b0 : b0 + basis], dtype=np.int32))
+        f, c = _run_chunks(x, per_call, lambda ch: kernel(tf.constant(ch), idx).numpy(), out[:, b0 : b0 + basis, :])
+        first = first or f
+        calls += c
+    return Derivative(
+        values=out,
+        method="rows",
+        strategy="reverse",
+        seconds=time.perf_counter() - t_start,
+        first_call_seconds=first,
+        calls=calls,
+        chunk_points=per_call,
+        notes=list(target.notes),
+        dtype=target.dtype,
+    )
+
+
+def fd_step(points: np.ndarray, scheme: str, dtype: str, step: float | str = "auto") -> np.ndarray:
+    """The finite-difference step for every point and input, ``[P, n]``.
+
+    ``auto``: ``h[p, j] = eps ** (1/3) * max(|x[p, j]|, s[j])`` for central differences
+    and ``eps ** (1/2) * max(|x[p, j]|, s[j])`` for forward differences, where ``eps``
+    is the machine epsilon of the dtype the model computes in and ``s[j]`` is the
+    standard deviation of input ``j`` over the points (1 where it is zero). These
+    powers balance truncation error (``O(h^2)`` resp. ``O(h)``) against rounding
+    error (``O(eps / h)``) [Nocedal & Wright, Numerical Optimization, 2006, sec. 8.1].
+    A number is used as the absolute step for every input.
+    """
+    x = np.asarray(points, dtype=np.float64)
+    if step != "auto":
+        return np.full(x.shape, float(step))
+    eps = float(np.finfo(np.dtype(dtype)).eps)
+    power = 1.0 / 3.0 if scheme == "central" else 0.5
+    spread = x.std(axis=0) if len(x) > 1 else np.zeros(x.shape[1])
+    spread = np.where(spread > 0, spread, 1.0)
+    return eps**power * np.maximum(np.abs(x), spread[None, :])
+
+
+def finite_difference(
+    target: Target,
+    points: np.ndarray,
+    *,
+    scheme: str = "central",
+    step: float | str = "auto",
+    memory_budget: int | None = None,
+    key: str = "methods.finite_difference",
+) -> Derivative:
+    """Finite-difference Jacobians ``[P, m, n]`` (float64) from batched model calls.
+
+    Every point's ``2 n`` (central) or ``n`` (forward) perturbed copies go through the
+    model together, as many points per call as the memory budget allows. The model is
+    evaluated in float64 when it computes in float64 given float64 inputs, otherwise
+    in its own dtype; the step follows that dtype (see :func:`fd_step`). The step
+    actually applied is ``(x + h) - x`` in that dtype, so rounding of ``x + h`` does not
+    bias the quotient.
+    """
+    if scheme not in ("central", "forward"):
+        raise ValueError(f"scheme must be 'central' or 'forward', got {scheme!r}")
+    tf = _tf()
+    x64 = np.asarray(points, dtype=np.float64).reshape(len(points), target.n)
+    dtype = target.native_dtype("float64")
+    if dtype not in ("float32", "float64"):
+        dtype = target.dtype
+    n, p = target.n, len(x64)
+    if target.output_shape is None:
+        target.evaluate(x64[:1].astype(dtype), dtype=dtype)
+    m = target.m
+    budget = memory_budget or default_memory_budget()
+    _check_fits(key, (p, m, n), 8, budget, "finite-difference array")
+    h = fd_step(x64, scheme, dtype, step)
+    x = x64.astype(dtype)
+    plus = (x + h.astype(dtype)) - x
+    minus = x - (x - h.astype(dtype)) if scheme == "central" else np.zeros_like(x)
+    copies = 2 if scheme == "central" else 1
+    per_call, basis = plan_chunks(copies * n + 1, target.row_bytes(dtype), p, budget)
+    evaluate = target._kernel("evaluate", dtype)
+    out = np.empty((p, m, n), dtype=np.float64)
+    t_start = time.perf_counter()
+    first, calls = 0.0, 0
+    for b0 in range(0, n, max(1, basis // copies)):
+        cols = np.arange(b0, min(n, b0 + max(1, basis // copies)))
+        c = len(cols)
+        eye = np.zeros((c, n), dtype=dtype)
+        eye[np.arange(c), cols] = 1
+        for s in range(0, p, per_call):
+            t0 = time.perf_counter()
+            xs = x[s : s + per_call]
+            b = len(xs)
+            up = xs[:, None, :] + eye[None] * plus[s : s + per_call, None, :]  # [b, c, n]
+            if scheme == "central":
+                down = xs[:, None, :] - eye[None] * minus[s : s + per_call, None, :]
+                batch = np.concatenate([up, down], axis=1).reshape(-1, n)
+            else:
+                batch = np.concatenate([up.reshape(-1, n), xs], axis=0)
+            y = _call(target, evaluate, batch).astype(np.float64)
+            if scheme == "central":
+                y = y.reshape(b, 2, c, m)
+                diff = y[:, 0] - y[:, 1]  # [b, c, m]
+                denom = (plus + minus)[s : s + per_call][:, cols]
+            else:
+                y_up = y[: b * c].reshape(b, c, m)
+                diff = y_up - y[b * c :][:, None, :]
+                denom = plus[s : s + per_call][:, cols]
+            out[s : s + per_call][:, :, cols] = np.transpose(diff / denom[:, :, None], (0, 2, 1))
+            if calls == 0:
+                first = time.perf_counter() - t0
+            calls += 1
+    notes = list(target.notes)
+    if dtype != "float64":
+        notes.append(
+            f"The model computes in {dtype} even when given float64 inputs, so finite differences "
+            f"were evaluated in {dtype} (step and expected accuracy follow {dtype})."
+        )
+    return Derivative(
+        values=out,
+        method="finite_difference",
+        strategy=f"{scheme}, batched",
+        seconds=time.perf_counter() - t_start,
+        first_call_seconds=first,
+        calls=calls,
+        chunk_points=per_call,
+        notes=notes,
+        step=h,
+        dtype=dtype,
+    )
+
+
+def _call(target: Target, kernel, batch: np.ndarray) -> np.ndarray:
+    if target._eager:
+        return target._eager_eval(batch)
+    return kernel(_tf().constant(batch)).numpy()
+
+
+def as_target(fn, point_shape, *, batched: bool = False, dtype: str = "float64") -> Target:
+    """Wrap a plain function or Keras model for the engine functions.
+
+    ``fn`` takes one point of shape ``point_shape`` (or, with ``batched=True``, a
+    batch of them); Keras models are batched.
+    """
+    return Target(fn, tuple(point_shape), batched=batched, dtype=dtype)
+
+
+__all__ = [
+    "Derivative",
+    "NotDifferentiableError",
+    "Target",
+    "as_target",
+    "choose_mode",
+    "default_memory_budget",
+    "fd_step",
+    "finite_difference",
+    "gradient_blockers",
+    "jacobian",
+    "plan_chunks",
+    "rows",
+]

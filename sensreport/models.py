@@ -1,0 +1,160 @@
+"""Load the model a spec names and wrap it as an engine :class:`~sensreport.engine.Target`."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .engine import Target, _first_line, _tf
+from .errors import InputError
+from .spec import ModelSpec
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for the engine, with what the report says about it."""
+
+    target: Target
+    kind: str
+    source: str
+    sha256: str | None
+    summary: str
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, or of a folder's files (relative names and bytes, sorted)."""
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for item in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(str(item.relative_to(path)).encode())
+            digest.update(item.read_bytes())
+    else:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def load_model(spec: ModelSpec, point_shape: tuple[int, ...] | None = None) -> LoadedModel:
+    """Load ``spec``'s model. ``point_shape`` (from the points) is needed for callables."""
+    loader = {"keras": _load_keras, "saved_model": _load_saved_model, "callable": _load_callable}[spec.kind]
+    return loader(spec, point_shape)
+
+
+def _load_keras(spec: ModelSpec, point_shape) -> LoadedModel:
+    _tf()
+    import keras
+
+    path = Path(spec.target)
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as exc:  # noqa: BLE001 - any loader failure is the file's problem
+        raise InputError("model.keras", f"cannot load {path.name} as a Keras model: {_first_line(exc)}") from None
+    if len(model.inputs) != 1:
+        raise InputError(
+            "model.keras",
+            f"the model has {len(model.inputs)} inputs; sensreport differentiates models with one "
+            "input tensor (concatenate the inputs in a wrapper model).",
+        )
+    if len(model.outputs) != 1:
+        raise InputError(
+            "model.keras",
+            f"the model has {len(model.outputs)} outputs; sensreport needs one output tensor "
+            "(concatenate them in a wrapper model).",
+        )
+    shape = tuple(model.inputs[0].shape[1:])
+    if any(s is None for s in shape):
+        raise InputError("model.keras", f"the model's input shape {shape} has unknown dimensions besides the batch")
+    act = 0
+    for layer in model.layers:
+        try:
+            act += int(np.prod([d for d in layer.output.shape[1:]]))
+        except Exception:  # noqa: BLE001 - layers without a static output shape
+            pass
+    dtype = str(getattr(model, "compute_dtype", None) or "float32")
+    dtype = dtype if dtype in ("float32", "float64") else "float32"
+    target = Target(model, shape, batched=True, dtype=dtype, activation_size=act or None, name=model.name)
+    params = model.count_params()
+    summary = f"Keras model '{model.name}': {len(model.layers)} layers, {params:,} parameters, input {list(shape)}"
+    return LoadedModel(target, "keras", str(path), file_sha256(path), summary)
+
+
+def _load_saved_model(spec: ModelSpec, point_shape) -> LoadedModel:
+    tf = _tf()
+    path = Path(spec.target)
+    try:
+        obj = tf.saved_model.load(str(path))
+    except Exception as exc:  # noqa: BLE001
+        raise InputError("model.saved_model", f"cannot load {path} as a SavedModel: {_first_line(exc)}") from None
+    sigs = dict(getattr(obj, "signatures", {}) or {})
+    if not sigs:
+        raise InputError("model.saved_model", "the SavedModel has no signatures to call")
+    name = spec.signature or ("serving_default" if "serving_default" in sigs or len(sigs) != 1 else next(iter(sigs)))
+    if name not in sigs:
+        raise InputError("model.signature", f"no signature '{name}'; the SavedModel has: {', '.join(sorted(sigs))}")
+    fn = sigs[name]
+    in_specs = fn.structured_input_signature[1]
+    out_keys = sorted(fn.structured_outputs)
+    in_key = _choose(spec.input_key, sorted(in_specs), "model.input_key", "input")
+    out_key = _choose(spec.output_key, out_keys, "model.output_key", "output")
+    if len(in_specs) != 1:
+        raise InputError("model.input_key", f"signature '{name}' takes {len(in_specs)} inputs; sensreport needs one")
+    tspec = in_specs[in_key]
+    shape = tuple(tspec.shape[1:])
+    if any(s is None for s in shape):
+        raise InputError("model.saved_model", f"input '{in_key}' has unknown dimensions {shape} besides the batch")
+    dtype = tspec.dtype.name if tspec.dtype.name in ("float32", "float64") else "float32"
+
+    def call(x):
+        return fn(**{in_key: tf.cast(x, tspec.dtype)})[out_key]
+
+    target = Target(call, shape, batched=True, dtype=dtype, name=path.name)
+    summary = f"SavedModel {path.name}, signature '{name}', input '{in_key}' {list(shape)}, output '{out_key}'"
+    return LoadedModel(target, "saved_model", str(path), file_sha256(path), summary)
+
+
+def _choose(given: str | None, keys: list[str], key: str, what: str) -> str:
+    if given is not None:
+        if given not in keys:
+            raise InputError(key, f"no {what} '{given}'; the signature has: {', '.join(keys)}")
+        return given
+    if len(keys) != 1:
+        raise InputError(key, f"the signature has several {what}s ({', '.join(keys)}); name one with {key}")
+    return keys[0]
+
+
+def load_callable(ref: str):
+    """Import ``FILE.py:NAME`` or ``package.module:NAME`` and return (function, source file)."""
+    where, _, name = ref.rpartition(":")
+    try:
+        if where.endswith(".py"):
+            path = Path(where)
+            mod_name = "sensreport_user_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
+            spec = importlib.util.spec_from_file_location(mod_name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[mod_name] = module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+    except Exception as exc:  # noqa: BLE001 - user code: report what it raised
+        raise InputError("model.callable", f"importing {where} failed: {type(exc).__name__}: {exc}") from None
+    fn = getattr(module, name, None)
+    if fn is None or not callable(fn):
+        raise InputError("model.callable", f"{where} has no function named '{name}'")
+    return fn, getattr(module, "__file__", None)
+
+
+def _load_callable(spec: ModelSpec, point_shape) -> LoadedModel:
+    fn, source = load_callable(spec.target)
+    if point_shape is None:
+        raise InputError("inputs.points", "cannot tell the callable's input shape without points")
+    shape = tuple(point_shape)
+    target = Target(fn, shape, batched=spec.batched, dtype=spec.dtype or "float64", name=getattr(fn, "__name__", "f"))
+    sha = file_sha256(Path(source)) if source else None
+    kind = "batched" if spec.batched else "per-point"
+    summary = f"Python function {spec.target.rpartition(':')[2]} ({kind}, {target.dtype}), input {list(shape)}"
+    return LoadedModel(target, "callable", spec.target, sha, summary)

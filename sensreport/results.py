@@ -1,0 +1,148 @@
+"""The result of a run, and its conversions to JSON and to arrays."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+RESULTS_SCHEMA_VERSION = 1
+
+
+@dataclass
+class MethodResult:
+    """One requested method: its derivative array or the reason it failed."""
+
+    name: str  # jacobian | rows | finite_difference
+    status: str  # ok | failed
+    reason: str | None = None
+    values: np.ndarray | None = None  # [P, k, n]
+    outputs: list[int] = field(default_factory=list)  # output index of each of the k rows
+    strategy: str | None = None
+    dtype: str | None = None
+    seconds: float | None = None
+    first_call_seconds: float | None = None
+    calls: int | None = None
+    chunk_points: int | None = None
+    notes: list[str] = field(default_factory=list)
+    step: np.ndarray | None = None  # finite differences: [P, n]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            "status": self.status,
+            "reason": self.reason,
+            "outputs": self.outputs,
+            "strategy": self.strategy,
+            "dtype": self.dtype,
+            "seconds": self.seconds,
+            "first_call_seconds": self.first_call_seconds,
+            "model_calls": self.calls,
+            "points_per_call": self.chunk_points,
+            "notes": self.notes,
+        }
+        if self.step is not None:
+            d["step"] = {"min": float(self.step.min()), "max": float(self.step.max()),
+                         "per_input_median": [float(v) for v in np.median(self.step, axis=0)]}
+        return d
+
+
+@dataclass
+class RunResult:
+    """Everything a run found; :meth:`to_dict` and :meth:`arrays` are what gets written."""
+
+    title: str
+    description: str
+    model: dict[str, Any]  # kind, source, sha256, summary
+    input_names: list[str]
+    output_names: list[str]
+    input_shape: list[int]
+    output_shape: list[int]
+    points: np.ndarray  # [P, n]
+    outputs: np.ndarray  # [P, m]
+    methods: dict[str, MethodResult]
+    measure_source: str | None  # which method the measures come from
+    measure_outputs: list[int]  # output index of each measure row
+    measures: dict[str, np.ndarray]  # name -> [k, n]
+    overall: dict[str, np.ndarray]  # name -> [n]
+    shown_measures: list[str]
+    agreement: dict[str, Any] | None
+    nonfinite: dict[str, dict]
+    dead_inputs: list[int]
+    warnings: list[str]
+    timings: dict[str, float]
+    provenance: dict[str, Any]
+    spec_text: str = ""
+
+    @property
+    def status(self) -> str:
+        """``ok``, or ``incomplete`` when a method failed or results are non-finite."""
+        failed = any(m.status != "ok" for m in self.methods.values())
+        bad = any(v["count"] for v in self.nonfinite.values())
+        return "incomplete" if failed or bad else "ok"
+
+    def problems(self) -> list[str]:
+        """One sentence per failed method or non-finite array, for the CLI's summary."""
+        out = [f"{name} failed: {m.reason}" for name, m in self.methods.items() if m.status != "ok"]
+        out += [f"{v['count']} non-finite value(s) in {k}" for k, v in self.nonfinite.items() if v["count"]]
+        return out
+
+    def rankings(self) -> dict[str, dict[str, list[str]]]:
+        """For each measure: input names from most to least sensitive, overall and per output."""
+        from .measures import ranking
+
+        out: dict[str, dict[str, Any]] = {}
+        for name, values in self.measures.items():
+            per_output = {self.output_names[o]: [self.input_names[j] for j in ranking(values[k])]
+                          for k, o in enumerate(self.measure_outputs)}
+            out[name] = {"overall": [self.input_names[j] for j in ranking(self.overall[name])],
+                         "per_output": per_output}
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document written as results.json."""
+        measures = {
+            name: {
+                "per_output": {self.output_names[o]: dict(zip(self.input_names, _floats(values[k])))
+                               for k, o in enumerate(self.measure_outputs)},
+                "overall": dict(zip(self.input_names, _floats(self.overall[name]))),
+            }
+            for name, values in self.measures.items()
+        }
+        return {
+            "schema_version": RESULTS_SCHEMA_VERSION,
+            "status": self.status,
+            "problems": self.problems(),
+            "title": self.title,
+            "model": self.model,
+            "inputs": {"names": self.input_names, "shape": self.input_shape},
+            "outputs": {"names": self.output_names, "shape": self.output_shape},
+            "points": int(len(self.points)),
+            "methods": {name: m.to_dict() for name, m in self.methods.items()},
+            "measures": {"source": self.measure_source, "shown": self.shown_measures, "values": measures},
+            "rankings": self.rankings(),
+            "agreement": self.agreement["summary"] if self.agreement else None,
+            "nonfinite": self.nonfinite,
+            "dead_inputs": [self.input_names[j] for j in self.dead_inputs],
+            "warnings": self.warnings,
+            "timings": self.timings,
+            "provenance": self.provenance,
+        }
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The raw arrays written as arrays.npz."""
+        out = {"points": self.points, "outputs": self.outputs}
+        for name, m in self.methods.items():
+            if m.status == "ok" and m.values is not None:
+                out[name] = m.values
+                if name == "rows":
+                    out["rows_outputs"] = np.asarray(m.outputs, dtype=np.int64)
+                if m.step is not None:
+                    out["finite_difference_step"] = m.step
+        return out
+
+
+def _floats(values) -> list[float | None]:
+    """JSON has no NaN: map non-finite numbers to null."""
+    return [float(v) if math.isfinite(float(v)) else None for v in np.asarray(values).ravel()]

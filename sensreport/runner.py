@@ -1,0 +1,348 @@
+"""Chain the stages: spec -> points -> model -> derivatives -> measures -> outputs.
+
+This is the only module that knows the order of the stages; the CLI and the Python
+API both call :func:`run`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import measures as M
+from .errors import ComputeError, InputError
+from .points import Points, index_names, load_points
+from .results import MethodResult, RunResult
+from .spec import Spec, load_spec, parse_spec
+
+
+def run(
+    spec: Spec | str | os.PathLike | dict,
+    out: str | os.PathLike | None = None,
+    *,
+    plotlyjs: str | None = None,
+    write: bool = True,
+    command: list[str] | None = None,
+) -> RunResult:
+    """Run a spec end to end and (with ``write=True``) write its outputs.
+
+    Parameters
+    ----------
+    spec : Spec, path or dict
+        A validated :class:`Spec`, a path to a YAML spec, or a spec mapping (relative
+        paths then resolve against the working directory).
+    out : path, optional
+        Output folder; default the spec's ``report.dir``.
+    plotlyjs : {"inline", "cdn"}, optional
+        Overrides ``report.plotlyjs``.
+
+    Returns
+    -------
+    RunResult
+        Check ``result.status``: ``ok``, or ``incomplete`` when a method failed or
+        results contain NaN/Inf (the report says where).
+    """
+    if isinstance(spec, dict):
+        spec = parse_spec(spec, base_dir=Path.cwd())
+    elif not isinstance(spec, Spec):
+        spec = load_spec(spec)
+    result = compute(spec, command=command)
+    if write:
+        write_outputs(result, Path(out) if out else spec.report_dir, plotlyjs or spec.plotlyjs)
+    return result
+
+
+def compute(spec: Spec, command: list[str] | None = None) -> RunResult:
+    """Compute everything the spec asks for; write nothing."""
+    from . import engine
+    from .models import load_model
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    points = load_points(spec.points, spec.input_names)
+    timings["load_points"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    engine._tf()
+    timings["import_tensorflow"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    loaded = load_model(spec.model, points.point_shape)
+    target = loaded.target
+    timings["load_model"] = time.perf_counter() - t0
+
+    x = _fit_points(points, target.input_shape)
+    input_names = _input_names(spec, points, target.input_shape)
+    t0 = time.perf_counter()
+    try:
+        y = target.evaluate(x).astype(np.float64)
+    except Exception as exc:  # noqa: BLE001 - user models fail in many ways
+        raise InputError(
+            f"model.{spec.model.kind}",
+            f"calling the model on the points (shape {[len(x), *target.input_shape]}) failed: {engine._first_line(exc)}",
+        ) from None
+    timings["evaluate"] = time.perf_counter() - t0
+    output_names = _output_names(spec, target)
+    row_idx = _row_indices(spec, output_names)
+
+    warnings: list[str] = []
+    methods: dict[str, MethodResult] = {}
+    ad_blocked = None
+    if spec.jacobian_mode or row_idx:
+        blockers = engine.gradient_blockers(target)
+        if blockers["none"]:
+            ad_blocked = (
+                f"the model contains {', '.join(blockers['none'])} ops (tf.numpy_function / tf.py_function or "
+                "code TensorFlow cannot trace), through which TensorFlow has no derivative, so automatic "
+                "derivatives would be missing or silently zero. Use methods.finite_difference for this model."
+            )
+        if blockers["zero"]:
+            warnings.append(
+                f"The model contains {', '.join(blockers['zero'])} ops, whose derivative TensorFlow defines as "
+                "zero; automatic derivatives through them can differ from the true rate of change "
+                "(compare with finite differences)."
+            )
+        if blockers["unregistered"]:
+            warnings.append(
+                f"The model contains ops with no registered gradient ({', '.join(blockers['unregistered'])}); "
+                "automatic derivatives may be incomplete."
+            )
+
+    budget = spec.memory_budget
+    if spec.jacobian_mode:
+        methods["jacobian"] = _method(
+            "jacobian", ad_blocked, list(range(target.m)),
+            lambda: engine.jacobian(target, x, mode=spec.jacobian_mode, memory_budget=budget),
+        )
+    if row_idx:
+        methods["rows"] = _method(
+            "rows", ad_blocked, row_idx, lambda: engine.rows(target, x, row_idx, memory_budget=budget)
+        )
+    if spec.fd_scheme:
+        methods["finite_difference"] = _method(
+            "finite_difference", None, list(range(target.m)),
+            lambda: engine.finite_difference(target, x, scheme=spec.fd_scheme, step=spec.fd_step, memory_budget=budget),
+        )
+    for m in methods.values():
+        if m.seconds is not None:
+            timings[m.name] = m.seconds
+
+    t0 = time.perf_counter()
+    source = next((k for k in ("jacobian", "finite_difference", "rows") if k in methods and methods[k].status == "ok"), None)
+    values, overall, m_outputs, dead = {}, {}, [], []
+    if source:
+        src = methods[source]
+        m_outputs = src.outputs
+        values = M.sensitivity_measures(src.values, x.reshape(len(x), -1), y[:, m_outputs])
+        overall = {k: M.overall(v, k) for k, v in values.items()}
+        dead = M.dead_inputs(src.values)
+        if len(x) == 1:
+            warnings.append("Only one point: the std-scaled measure needs the inputs' spread and is not available.")
+    agreement = _agreement(methods)
+    nonfinite = {"outputs": M.nonfinite(y)}
+    for name, m in methods.items():
+        if m.status == "ok":
+            nonfinite[name] = M.nonfinite(m.values)
+    timings["measures"] = time.perf_counter() - t0
+
+    return RunResult(
+        title=spec.title,
+        description=spec.description,
+        model={"kind": loaded.kind, "source": loaded.source, "sha256": loaded.sha256, "summary": loaded.summary},
+        input_names=input_names,
+        output_names=output_names,
+        input_shape=list(target.input_shape),
+        output_shape=list(target.output_shape),
+        points=x.reshape(len(x), -1),
+        outputs=y,
+        methods=methods,
+        measure_source=source,
+        measure_outputs=m_outputs,
+        measures=values,
+        overall=overall,
+        shown_measures=list(spec.measures),
+        agreement=agreement,
+        nonfinite=nonfinite,
+        dead_inputs=dead,
+        warnings=warnings + list(dict.fromkeys(n for m in methods.values() for n in m.notes)),
+        timings=timings,
+        provenance=_provenance(spec, loaded, points, command),
+        spec_text=spec.text,
+    )
+
+
+def _method(name: str, blocked: str | None, outputs: list[int], compute_fn) -> MethodResult:
+    from .engine import NotDifferentiableError, _first_line
+
+    if blocked and name != "finite_difference":
+        return MethodResult(name, "failed", blocked, outputs=outputs)
+    try:
+        d = compute_fn()
+    except ComputeError:
+        raise
+    except NotDifferentiableError as exc:
+        return MethodResult(name, "failed", f"TensorFlow found {exc}.", outputs=outputs)
+    except Exception as exc:  # noqa: BLE001 - a method failure is reported, not a crash
+        return MethodResult(name, "failed", f"{type(exc).__name__}: {_first_line(exc)}", outputs=outputs)
+    return MethodResult(
+        name, "ok", values=d.values, outputs=outputs, strategy=d.strategy, dtype=d.dtype, seconds=d.seconds,
+        first_call_seconds=d.first_call_seconds, calls=d.calls, chunk_points=d.chunk_points, notes=d.notes,
+        step=d.step,
+    )
+
+
+def _agreement(methods: dict[str, MethodResult]) -> dict | None:
+    fd = methods.get("finite_difference")
+    if not fd or fd.status != "ok":
+        return None
+    for name in ("jacobian", "rows"):
+        ad = methods.get(name)
+        if ad and ad.status == "ok":
+            dtype = "float32" if "float32" in (ad.dtype, fd.dtype) else "float64"
+            result = M.agreement(ad.values, fd.values[:, ad.outputs, :], M.tolerance(dtype))
+            for w in result["summary"]["worst"]:
+                w["output"] = ad.outputs[w["output"]]
+            result["summary"]["compared"] = name
+            result["summary"]["dtype"] = dtype
+            result["outputs"] = ad.outputs
+            return result
+    return None
+
+
+def _fit_points(points: Points, input_shape: tuple[int, ...]) -> np.ndarray:
+    """Points as ``[P, *input_shape]``; flat rows of the right length are reshaped."""
+    v = points.values
+    if v.shape[1:] == tuple(input_shape):
+        return v
+    n = int(np.prod(input_shape, dtype=np.int64))
+    if int(np.prod(v.shape[1:], dtype=np.int64)) == n:
+        return v.reshape((len(v),) + tuple(input_shape))
+    raise InputError(
+        points.source,
+        f"each point has shape {list(v.shape[1:])} ({int(np.prod(v.shape[1:]))} values) but the model "
+        f"takes inputs of shape {list(input_shape)} ({n} values)",
+    )
+
+
+def _input_names(spec: Spec, points: Points, shape: tuple[int, ...]) -> list[str]:
+    n = int(np.prod(shape, dtype=np.int64))
+    if spec.input_names:
+        if len(spec.input_names) != n:
+            raise InputError("inputs.names", f"{len(spec.input_names)} names given but the model has {n} inputs")
+        if points.names and list(points.names) != list(spec.input_names):
+            raise InputError(
+                "inputs.names",
+                f"the names differ from the CSV header ({', '.join(points.names)}); give the same names in "
+                "the same order, or leave inputs.names out to take them from the header",
+            )
+        return list(spec.input_names)
+    if points.names and len(points.names) == n:
+        return list(points.names)
+    return index_names("x", shape)
+
+
+def _output_names(spec: Spec, target) -> list[str]:
+    if spec.model.output_names:
+        if len(spec.model.output_names) != target.m:
+            raise InputError(
+                "model.output_names", f"{len(spec.model.output_names)} names given but the model has {target.m} outputs"
+            )
+        return list(spec.model.output_names)
+    return index_names("y", target.output_shape)
+
+
+def _row_indices(spec: Spec, output_names: list[str]) -> list[int]:
+    if not spec.rows_outputs:
+        return []
+    out = []
+    for i, o in enumerate(spec.rows_outputs):
+        key = f"methods.rows.outputs[{i}]"
+        if isinstance(o, int):
+            if not 0 <= o < len(output_names):
+                raise InputError(key, f"output index {o} is out of range: the model has {len(output_names)} outputs")
+            out.append(o)
+        elif o in output_names:
+            out.append(output_names.index(o))
+        else:
+            raise InputError(key, f"'{o}' is not an output name ({', '.join(output_names[:10])})")
+    return out
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _provenance(spec: Spec, loaded, points: Points, command: list[str] | None) -> dict[str, Any]:
+    tf_version = sys.modules["tensorflow"].__version__ if "tensorflow" in sys.modules else None
+    return {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "spec_path": str(spec.path) if spec.path else None,
+        "spec_sha256": spec.sha256,
+        "model_sha256": loaded.sha256,
+        "points_source": points.source,
+        "seed": points.seed,
+        "command": command,
+        "versions": {
+            "sensreport": _version("sensreport"),
+            "python": platform.python_version(),
+            "tensorflow": tf_version,
+            "keras": _version("keras"),
+            "numpy": np.__version__,
+            "jinja2": _version("jinja2"),
+            "plotly": _version("plotly"),
+        },
+        "platform": platform.platform(),
+    }
+
+
+def write_outputs(result: RunResult, out_dir: Path, plotlyjs: str = "inline") -> dict[str, Path]:
+    """Write report.html, results.json and arrays.npz into ``out_dir``.
+
+    Everything is rendered to temporary files in ``out_dir`` first; only then is each
+    moved over its final name with an atomic rename, so a failure at any point before
+    leaves the previous run's files untouched.
+    """
+    from .report import render_report
+
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError("report.dir", f"cannot create the output folder {out_dir}: {exc}") from None
+    t0 = time.perf_counter()
+    html = render_report(result, plotlyjs=plotlyjs)
+    result.timings["render_report"] = time.perf_counter() - t0
+    doc = json.dumps(result.to_dict(), indent=2, allow_nan=False)
+    staged: list[tuple[Path, Path]] = []
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        for name, writer in (
+            ("arrays.npz", lambda fh: np.savez_compressed(fh, **result.arrays())),
+            ("results.json", lambda fh: fh.write(doc.encode("utf-8"))),
+            ("report.html", lambda fh: fh.write(html.encode("utf-8"))),
+        ):
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir)
+            with os.fdopen(fd, "wb") as fh:
+                writer(fh)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a report is meant to be shared
+            staged.append((Path(tmp), out_dir / name))
+        for tmp, final in staged:
+            os.replace(tmp, final)
+    finally:
+        for tmp, _ in staged:
+            if tmp.exists():
+                tmp.unlink()
+    return {final.name: final for _, final in staged}

@@ -1,0 +1,529 @@
+"""The YAML spec: parse, validate every key at once, resolve paths, return a :class:`Spec`.
+
+Validation runs in two passes over the whole document and collects every problem
+before raising one :class:`~sensreport.errors.SpecError`: first the JSON Schema
+(types, enums, unknown keys with a "did you mean" hint), then the rules a schema
+cannot say (exactly one model source, files that must exist). Each problem carries the
+key path (``methods.finite_difference.step``) and the line in the file. No model is
+loaded here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import Problem, SpecError
+
+MEASURES = ("mean_abs", "rms", "std_scaled", "elasticity", "positive_share")
+
+_DIST = {
+    "type": "object",
+    "description": "A distribution: {uniform: [low, high]} or {normal: [mean, std]}.",
+    "properties": {
+        "uniform": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+        "normal": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+    },
+    "additionalProperties": False,
+}
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://sensreport.invalid/spec-v1.json",
+    "title": "sensreport spec",
+    "description": "A sensitivity-analysis run: the model, the input points, the methods and the report.",
+    "type": "object",
+    "required": ["model", "inputs", "methods"],
+    "additionalProperties": False,
+    "properties": {
+        "version": {"const": 1, "description": "Spec format version; 1."},
+        "title": {"type": "string", "description": "Report title."},
+        "description": {"type": "string", "description": "Markdown shown at the top of the report."},
+        "model": {
+            "type": "object",
+            "description": "Exactly one of keras, saved_model, callable.",
+            "additionalProperties": False,
+            "properties": {
+                "keras": {"type": "string", "description": "Path to a .keras file."},
+                "saved_model": {"type": "string", "description": "Path to a SavedModel directory."},
+                "callable": {
+                    "type": "string",
+                    "description": "FILE.py:NAME or package.module:NAME, a function of a tf tensor.",
+                },
+                "signature": {"type": "string", "description": "SavedModel signature (default serving_default)."},
+                "input_key": {"type": "string", "description": "SavedModel signature input to differentiate."},
+                "output_key": {"type": "string", "description": "SavedModel signature output to differentiate."},
+                "batched": {
+                    "type": "boolean",
+                    "description": "callable only: true if the function takes a batch of points.",
+                },
+                "dtype": {
+                    "enum": ["float32", "float64"],
+                    "description": "callable only: dtype of derivatives (default float64).",
+                },
+                "output_names": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            },
+        },
+        "inputs": {
+            "type": "object",
+            "required": ["points"],
+            "additionalProperties": False,
+            "properties": {
+                "names": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                "points": {
+                    "type": "object",
+                    "description": "Exactly one of values, csv, npy, sample.",
+                    "additionalProperties": False,
+                    "properties": {
+                        "values": {"type": "array", "minItems": 1, "description": "A list of points."},
+                        "csv": {"type": "string", "description": "CSV file; the header gives input names."},
+                        "npy": {"type": "string", "description": ".npy file of shape [points, *input_shape]."},
+                        "sample": {
+                            "type": "object",
+                            "required": ["n", "distributions"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "n": {"type": "integer", "minimum": 1},
+                                "seed": {"type": "integer", "minimum": 0},
+                                "distributions": {
+                                    "type": "object",
+                                    "description": "Input name -> distribution; 'default' applies to the rest.",
+                                    "additionalProperties": _DIST,
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+        "methods": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "jacobian": {
+                    "type": ["object", "null"],
+                    "additionalProperties": False,
+                    "properties": {"mode": {"enum": ["auto", "forward", "reverse", "reverse-pfor"]}},
+                },
+                "rows": {
+                    "type": "object",
+                    "required": ["outputs"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "outputs": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {"type": ["string", "integer"]},
+                            "description": "Output names or 0-based indices.",
+                        }
+                    },
+                },
+                "finite_difference": {
+                    "type": ["object", "null"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "scheme": {"enum": ["central", "forward"]},
+                        "step": {
+                            "anyOf": [{"const": "auto"}, {"type": "number", "exclusiveMinimum": 0}],
+                            "x-expected": '"auto" or a positive number',
+                        },
+                    },
+                },
+            },
+        },
+        "sensitivity": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "measures": {"type": "array", "items": {"enum": list(MEASURES)}, "minItems": 1},
+            },
+        },
+        "report": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "dir": {"type": "string", "description": "Output folder (default: report)."},
+                "plotlyjs": {"enum": ["inline", "cdn"]},
+            },
+        },
+        "execution": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "memory_budget": {
+                    "anyOf": [
+                        {"type": "integer", "minimum": 1},
+                        {"type": "string", "pattern": r"^\s*[0-9.]+\s*([KMGT]i?B|B)?\s*$"},
+                    ],
+                    "x-expected": "bytes as a number or a size such as 4GiB or 512MiB",
+                },
+            },
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    kind: str  # keras | saved_model | callable
+    target: str  # a resolved path, or a callable reference with its file resolved
+    batched: bool = True
+    dtype: str | None = None
+    signature: str | None = None
+    input_key: str | None = None
+    output_key: str | None = None
+    output_names: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class PointsSpec:
+    kind: str  # values | csv | npy | sample
+    values: Any = None
+    path: Path | None = None
+    n: int | None = None
+    seed: int = 0
+    distributions: dict[str, tuple[str, float, float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated spec with resolved paths. Build one with :func:`load_spec` or :func:`parse_spec`."""
+
+    path: Path | None
+    base_dir: Path
+    raw: dict[str, Any]
+    text: str
+    sha256: str
+    title: str
+    description: str
+    model: ModelSpec
+    input_names: tuple[str, ...] | None
+    points: PointsSpec
+    jacobian_mode: str | None  # None: not requested
+    rows_outputs: tuple[str | int, ...] | None
+    fd_scheme: str | None
+    fd_step: float | str
+    measures: tuple[str, ...]
+    report_dir: Path
+    plotlyjs: str
+    memory_budget: int | None
+    lines: dict[tuple, int] = field(default_factory=dict, repr=False, compare=False)
+
+
+# --------------------------------------------------------------------------- parsing
+def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None, problems: list | None = None) -> dict:
+    """Map each key path to its 1-based line; note duplicate keys."""
+    out = {} if out is None else out
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if problems is not None and key in seen:
+                problems.append(
+                    Problem(_dotted(path + (key,)), "duplicate key (YAML keeps the last one)", key_node.start_mark.line + 1)
+                )
+            seen.add(key)
+            out[path + (key,)] = key_node.start_mark.line + 1
+            _line_map(value_node, path + (key,), out, problems)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_map(item, path + (i,), out, problems)
+    return out
+
+
+def _dotted(path) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _describe(error) -> tuple[tuple, str]:
+    """Turn a jsonschema error into (key path, a sentence saying expected vs got)."""
+    path = tuple(error.absolute_path)
+    got = _show(error.instance)
+    v = error.validator
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if "x-expected" in schema:
+        return path, f"expected {schema['x-expected']}, got {got}"
+    if v == "additionalProperties":
+        allowed = list(schema.get("properties", {}))
+        extra = [k for k in error.instance if k not in allowed]
+        key = extra[0] if extra else "?"
+        hint = difflib.get_close_matches(str(key), allowed, n=1)
+        msg = f"unknown key '{key}'"
+        msg += f" (did you mean '{hint[0]}'?)" if hint else f"; allowed keys: {', '.join(allowed)}"
+        return path + (key,), msg
+    if v == "required":
+        missing = re.findall(r"'([^']+)' is a required property", error.message)
+        return path, f"missing required key '{missing[0] if missing else error.message}'"
+    if v == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return path, f"expected {expected.replace('null', 'nothing')}, got {got}"
+    if v == "enum":
+        return path, f"expected one of {', '.join(map(str, error.validator_value))}, got {got}"
+    if v == "const":
+        return path, f"expected {error.validator_value!r}, got {got}"
+    if v in ("minimum", "exclusiveMinimum"):
+        op = ">=" if v == "minimum" else ">"
+        return path, f"expected a number {op} {error.validator_value}, got {got}"
+    if v == "minItems":
+        return path, f"expected at least {error.validator_value} item(s), got {len(error.instance)}"
+    if v == "maxItems":
+        return path, f"expected at most {error.validator_value} item(s), got {len(error.instance)}"
+    return path, error.message
+
+
+def _show(value) -> str:
+    if isinstance(value, str):
+        return f'"{value}"' if len(value) < 60 else f'"{value[:57]}..."'
+    if isinstance(value, (dict, list)):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    if value is None:
+        return "nothing"
+    return repr(value)
+
+
+def parse_size(value: int | str) -> int:
+    """Bytes from ``4GiB``, ``512MB`` or a plain number."""
+    if isinstance(value, int):
+        return value
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]?)(i?)B?\s*", value)
+    if not m:
+        raise ValueError(f"not a size: {value!r}")
+    number, unit, binary = float(m.group(1)), m.group(2), m.group(3)
+    base = 1024 if binary or unit == "" else 1000
+    return int(number * base ** " KMGT".index(unit or " "))
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema of a spec (``sensreport schema`` prints it)."""
+    return SCHEMA
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read, validate and resolve the spec at ``path``; raise SpecError listing all problems."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([Problem("", f"spec file not found: {path}")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([Problem("", f"cannot read the spec file: {exc}")], str(path)) from None
+    return parse_spec(text, base_dir=path.resolve().parent, path=path)
+
+
+def parse_spec(source: str | dict, base_dir: str | Path = ".", path: Path | None = None) -> Spec:
+    """Validate a spec given as YAML text or as an already-parsed mapping.
+
+    Relative paths resolve against ``base_dir`` (the spec file's folder for
+    :func:`load_spec`).
+    """
+    import jsonschema
+
+    shown = str(path) if path else None
+    problems: list[Problem] = []
+    lines: dict[tuple, int] = {}
+    if isinstance(source, dict):
+        data, text = source, yaml.safe_dump(source, sort_keys=False)
+    else:
+        text = source
+        try:
+            loader = yaml.SafeLoader(text)
+            try:
+                node = loader.get_single_node()
+                data = loader.construct_document(node) if node is not None else None
+            finally:
+                loader.dispose()
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else None
+            what = getattr(exc, "problem", None) or str(exc)
+            raise SpecError([Problem("", f"not valid YAML: {what}", line)], shown) from None
+        if node is not None:
+            lines = _line_map(node, problems=problems)
+    if not isinstance(data, dict):
+        raise SpecError([Problem("", "the spec must be a YAML mapping with keys model, inputs, methods")], shown)
+
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
+        key_path, message = _describe(error)
+        problems.append(Problem(_dotted(key_path), message, _line_for(lines, key_path)))
+    base = Path(base_dir).resolve()
+    problems += _semantic_problems(data, base, lines)
+    if problems:
+        unique = list(dict.fromkeys(problems))
+        raise SpecError(sorted(unique, key=lambda p: (p.line or 0)), shown)
+    return _build(data, text, base, path, lines)
+
+
+def _line_for(lines: dict, path: tuple) -> int | None:
+    while path and path not in lines:
+        path = path[:-1]
+    return lines.get(path)
+
+
+def _semantic_problems(data: dict, base: Path, lines: dict) -> list[Problem]:
+    """The rules a schema cannot say. Each part is checked on its own, so that a part
+    with schema errors (wrong types) does not hide the problems of the others."""
+    problems: list[Problem] = []
+
+    def add(path: tuple, message: str) -> None:
+        problems.append(Problem(_dotted(path), message, _line_for(lines, path)))
+
+    for check in (_check_model, _check_inputs, _check_methods):
+        try:
+            check(data, base, add)
+        except (KeyError, TypeError, AttributeError, ValueError):
+            pass  # this part has schema errors, already reported
+    return problems
+
+
+def _check_model(data: dict, base: Path, add) -> None:
+    model = data["model"]
+    sources = [k for k in ("keras", "saved_model", "callable") if k in model]
+    if len(sources) != 1:
+        add(("model",), "give exactly one of keras, saved_model, callable" + (f" (got {', '.join(sources)})" if sources else ""))
+    for key in ("signature", "input_key", "output_key"):
+        if key in model and "saved_model" not in model:
+            add(("model", key), "only applies to model.saved_model")
+    for key in ("batched", "dtype"):
+        if key in model and "callable" not in model:
+            add(("model", key), "only applies to model.callable (Keras and SavedModel models are batched)")
+    if "keras" in model:
+        p = base / model["keras"]
+        if not p.is_file():
+            add(("model", "keras"), f"file not found: {p}")
+        elif p.suffix not in (".keras", ".h5"):
+            add(("model", "keras"), f"expected a .keras file, got {p.name}")
+    if "saved_model" in model and not (base / model["saved_model"]).is_dir():
+        add(("model", "saved_model"), f"directory not found: {base / model['saved_model']}")
+    if "callable" in model:
+        ref = model["callable"]
+        file_part, sep, name = ref.rpartition(":")
+        if not sep or not file_part or not name.isidentifier():
+            add(("model", "callable"), f'expected "FILE.py:NAME" or "package.module:NAME", got "{ref}"')
+        elif file_part.endswith(".py") and not (base / file_part).is_file():
+            add(("model", "callable"), f"file not found: {base / file_part}")
+    onames = model.get("output_names")
+    if onames and len(set(onames)) != len(onames):
+        add(("model", "output_names"), "names must be unique")
+
+
+def _check_inputs(data: dict, base: Path, add) -> None:
+    inputs = data["inputs"]
+    pts = inputs["points"]
+    kinds = [k for k in ("values", "csv", "npy", "sample") if k in pts]
+    if len(kinds) != 1:
+        add(("inputs", "points"), "give exactly one of values, csv, npy, sample" + (f" (got {', '.join(kinds)})" if kinds else ""))
+    for key in ("csv", "npy"):
+        if key in pts and not (base / pts[key]).is_file():
+            add(("inputs", "points", key), f"file not found: {base / pts[key]}")
+    if "sample" in pts:
+        names = inputs.get("names")
+        dists = pts["sample"]["distributions"]
+        if not names:
+            add(("inputs", "names"), "required with inputs.points.sample (the sample needs to know the inputs)")
+        else:
+            for key in dists:
+                if key != "default" and key not in names:
+                    hint = difflib.get_close_matches(key, names, n=1)
+                    add(("inputs", "points", "sample", "distributions", key),
+                        "not an input name" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+            missing = [n for n in names if n not in dists]
+            if missing and "default" not in dists:
+                add(("inputs", "points", "sample", "distributions"),
+                    f"no distribution for {', '.join(missing)} (add them or a 'default')")
+        for key, dist in dists.items():
+            if len(dist) != 1:
+                add(("inputs", "points", "sample", "distributions", key), "give exactly one of uniform, normal")
+                continue
+            (kind, (a, b)), = dist.items()
+            if kind == "uniform" and not a < b:
+                add(("inputs", "points", "sample", "distributions", key, kind), f"expected low < high, got [{a}, {b}]")
+            if kind == "normal" and not b > 0:
+                add(("inputs", "points", "sample", "distributions", key, kind), f"expected a positive std, got {b}")
+    names = inputs.get("names")
+    if names and len(set(names)) != len(names):
+        add(("inputs", "names"), "names must be unique")
+
+
+def _check_methods(data: dict, base: Path, add) -> None:
+    methods = data["methods"]
+    onames = data.get("model", {}).get("output_names")
+    if not methods:
+        add(("methods",), "request at least one of jacobian, rows, finite_difference")
+    if "rows" in methods and onames:
+        for i, out in enumerate(methods["rows"]["outputs"]):
+            if isinstance(out, str) and out not in onames:
+                hint = difflib.get_close_matches(out, onames, n=1)
+                add(("methods", "rows", "outputs", i),
+                    f"'{out}' is not in model.output_names" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+
+
+def _resolve_callable(ref: str, base: Path) -> str:
+    file_part, _, name = ref.rpartition(":")
+    if file_part.endswith(".py"):
+        return f"{(base / file_part).resolve()}:{name}"
+    return ref
+
+
+def _build(data: dict, text: str, base: Path, path: Path | None, lines: dict) -> Spec:
+    model = data["model"]
+    kind = next(k for k in ("keras", "saved_model", "callable") if k in model)
+    target = _resolve_callable(model[kind], base) if kind == "callable" else str((base / model[kind]).resolve())
+    model_spec = ModelSpec(
+        kind=kind,
+        target=target,
+        batched=bool(model.get("batched", kind != "callable")),
+        dtype=model.get("dtype", "float64" if kind == "callable" else None),
+        signature=model.get("signature"),
+        input_key=model.get("input_key"),
+        output_key=model.get("output_key"),
+        output_names=tuple(model["output_names"]) if "output_names" in model else None,
+    )
+    pts = data["inputs"]["points"]
+    pkind = next(k for k in ("values", "csv", "npy", "sample") if k in pts)
+    if pkind == "sample":
+        s = pts["sample"]
+        dists = {k: (next(iter(v)), *map(float, next(iter(v.values())))) for k, v in s["distributions"].items()}
+        points = PointsSpec(kind="sample", n=s["n"], seed=s.get("seed", 0), distributions=dists)
+    elif pkind == "values":
+        points = PointsSpec(kind="values", values=pts["values"])
+    else:
+        points = PointsSpec(kind=pkind, path=(base / pts[pkind]).resolve())
+    methods = data["methods"]
+    jac = methods.get("jacobian", False)
+    fd = methods.get("finite_difference", False)
+    report = data.get("report", {})
+    budget = data.get("execution", {}).get("memory_budget")
+    names = data["inputs"].get("names")
+    return Spec(
+        path=path,
+        base_dir=base,
+        raw=data,
+        text=text,
+        sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        title=data.get("title", "Sensitivity report"),
+        description=data.get("description", ""),
+        model=model_spec,
+        input_names=tuple(names) if names else None,
+        points=points,
+        jacobian_mode=None if jac is False else (jac or {}).get("mode", "auto"),
+        rows_outputs=tuple(methods["rows"]["outputs"]) if "rows" in methods else None,
+        fd_scheme=None if fd is False else (fd or {}).get("scheme", "central"),
+        fd_step=(fd or {}).get("step", "auto") if fd is not False else "auto",
+        measures=tuple(data.get("sensitivity", {}).get("measures", MEASURES)),
+        report_dir=(base / report.get("dir", "report")).resolve(),
+        plotlyjs=report.get("plotlyjs", "inline"),
+        memory_budget=parse_size(budget) if budget is not None else None,
+        lines=lines,
+    )

@@ -1,0 +1,189 @@
+"""Engine: Jacobians against closed forms, modes against each other, FD within tolerance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sensreport import engine
+
+RNG = np.random.default_rng(0)
+MODES = ["forward", "reverse", "reverse-pfor"]
+
+# (per-point function, closed-form Jacobian at x, n)
+A = RNG.normal(size=(4, 3))
+W = RNG.normal(size=(5, 3))
+B = RNG.normal(size=5)
+CASES = {
+    "polynomial": (lambda x: tf.stack([x[0] ** 3 + x[1] * x[2], 2 * x[1] ** 2]),
+                   lambda x: np.array([[3 * x[0] ** 2, x[2], x[1]], [0, 4 * x[1], 0]])),
+    "trig": (lambda x: tf.stack([tf.sin(x[0]) * tf.cos(x[1]), tf.tan(x[2])]),
+             lambda x: np.array([[np.cos(x[0]) * np.cos(x[1]), -np.sin(x[0]) * np.sin(x[1]), 0],
+                                 [0, 0, 1 / np.cos(x[2]) ** 2]])),
+    "exponential": (lambda x: tf.stack([tf.exp(x[0] * x[1]), tf.math.log(1 + x[2] ** 2)]),
+                    lambda x: np.array([[x[1] * np.exp(x[0] * x[1]), x[0] * np.exp(x[0] * x[1]), 0],
+                                        [0, 0, 2 * x[2] / (1 + x[2] ** 2)]])),
+    "linear": (lambda x: tf.linalg.matvec(tf.constant(A, x.dtype), x), lambda x: A),
+    "tanh_layer": (lambda x: tf.tanh(tf.linalg.matvec(tf.constant(W, x.dtype), x) + tf.constant(B, x.dtype)),
+                   lambda x: (1 - np.tanh(W @ x + B) ** 2)[:, None] * W),
+}
+POINTS = RNG.uniform(-1.0, 1.0, size=(6, 3))
+TOL = {"float32": dict(rtol=2e-5, atol=2e-5), "float64": dict(rtol=1e-12, atol=1e-12)}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_jacobian_matches_closed_form(case, mode, dtype):
+    f, exact = CASES[case]
+    target = engine.as_target(f, (3,), dtype=dtype)
+    d = engine.jacobian(target, POINTS, mode=mode)
+    expected = np.stack([exact(x) for x in POINTS])
+    assert d.values.shape == expected.shape
+    assert d.values.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(d.values, expected, **TOL[dtype])
+    assert d.strategy == mode
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_forward_equals_reverse(case):
+    target = engine.as_target(CASES[case][0], (3,), dtype="float64")
+    fwd = engine.jacobian(target, POINTS, mode="forward").values
+    rev = engine.jacobian(target, POINTS, mode="reverse").values
+    np.testing.assert_allclose(fwd, rev, rtol=1e-13, atol=1e-14)
+
+
+def test_auto_mode_picks_by_shape():
+    assert engine.choose_mode(3, 100) == "forward"
+    assert engine.choose_mode(100, 3) == "reverse"
+    wide_out = engine.as_target(lambda x: tf.tile(x, [10]), (3,))
+    assert engine.jacobian(wide_out, POINTS).strategy == "forward"
+    wide_in = engine.as_target(lambda x: tf.reduce_sum(x**2, keepdims=True), (3,))
+    assert engine.jacobian(wide_in, POINTS).strategy == "reverse"
+
+
+def test_keras_mlp_against_hand_computed_jacobian():
+    keras = pytest.importorskip("keras")
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(3)])
+    (w1, b1), (w2, b2) = [layer.get_weights() for layer in model.layers]
+    x = RNG.normal(size=(7, 4)).astype("float32")
+    h = np.tanh(x.astype(np.float64) @ w1 + b1)
+    # J = W2^T diag(1 - h^2) W1^T, per point
+    expected = np.einsum("ko,pk,ik->poi", w2, 1 - h**2, w1)
+    target = engine.Target(model, (4,), dtype="float32")
+    for mode in MODES:
+        np.testing.assert_allclose(engine.jacobian(target, x, mode=mode).values, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_rows_equal_jacobian_rows_and_never_form_the_rest():
+    f, exact = CASES["tanh_layer"]
+    target = engine.as_target(f, (3,))
+    d = engine.rows(target, POINTS, [4, 1])
+    expected = np.stack([exact(x) for x in POINTS])[:, [4, 1], :]
+    np.testing.assert_allclose(d.values, expected, rtol=1e-12, atol=1e-12)
+    assert d.values.shape == (6, 2, 3)
+
+
+def test_chunking_keeps_numbers_and_splits_calls():
+    f, exact = CASES["tanh_layer"]
+    target = engine.as_target(f, (3,))
+    expected = np.stack([exact(x) for x in POINTS])
+    whole = engine.jacobian(target, POINTS, mode="forward")
+    # a budget of ~2 rows per call forces both the basis and the points to be split
+    tiny = engine.jacobian(target, POINTS, mode="forward", memory_budget=2 * target.row_bytes() + 1 + 6 * 5 * 3 * 8)
+    assert whole.calls == 1 and tiny.calls > 3
+    np.testing.assert_allclose(tiny.values, expected, rtol=1e-12, atol=1e-12)
+    fd = engine.finite_difference(target, POINTS, memory_budget=3 * target.row_bytes() + 6 * 5 * 3 * 8)
+    assert fd.calls > 3
+    np.testing.assert_allclose(fd.values, expected, rtol=1e-7, atol=1e-8)
+
+
+def test_jacobian_too_large_is_a_clear_error():
+    target = engine.as_target(lambda x: x, (3,))
+    with pytest.raises(engine.ComputeError, match=r"methods.jacobian: the Jacobian array \[6, 3, 3\] needs"):
+        engine.jacobian(target, POINTS, memory_budget=100)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_central_differences_within_tolerance_float64(case):
+    f, exact = CASES[case]
+    d = engine.finite_difference(engine.as_target(f, (3,), dtype="float64"), POINTS)
+    assert d.dtype == "float64"
+    expected = np.stack([exact(x) for x in POINTS])
+    # eps^(1/3) steps: truncation ~ h^2 ~ 4e-11 relative; stated tolerance 1e-7
+    np.testing.assert_allclose(d.values, expected, rtol=1e-7, atol=1e-8)
+
+
+def test_forward_differences_within_tolerance():
+    f, exact = CASES["trig"]
+    d = engine.finite_difference(engine.as_target(f, (3,)), POINTS, scheme="forward")
+    # eps^(1/2) steps: error ~ sqrt(eps) ~ 1.5e-8 relative to the scale of f''
+    np.testing.assert_allclose(d.values, np.stack([exact(x) for x in POINTS]), rtol=1e-6, atol=1e-6)
+
+
+def test_fd_of_float32_keras_model_stays_within_float32_tolerance():
+    keras = pytest.importorskip("keras")
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(2)])
+    x = RNG.normal(size=(5, 4))
+    target = engine.Target(model, (4,), dtype="float32")
+    ad = engine.jacobian(target, x).values
+    fd = engine.finite_difference(target, x)
+    assert fd.dtype == "float32"  # Keras computes in float32 even for float64 inputs
+    np.testing.assert_allclose(fd.values, ad, rtol=2e-3, atol=2e-4)
+
+
+def test_fd_step_formula():
+    x = np.array([[0.0, 10.0], [2.0, -30.0]])
+    h = engine.fd_step(x, "central", "float64")
+    eps3 = np.finfo(np.float64).eps ** (1 / 3)
+    spread = x.std(axis=0)
+    np.testing.assert_allclose(h, eps3 * np.maximum(np.abs(x), spread))
+    assert np.all(engine.fd_step(x, "forward", "float32", step=0.5) == 0.5)
+
+
+def test_fd_of_function_tensorflow_cannot_differentiate():
+    f = lambda x: tf.numpy_function(lambda a: np.sin(a) * a, [x], x.dtype)  # noqa: E731
+    target = engine.as_target(f, (3,))
+    d = engine.finite_difference(target, POINTS)
+    exact = np.stack([np.diag(np.cos(x) * x + np.sin(x)) for x in POINTS])
+    np.testing.assert_allclose(d.values, exact, rtol=1e-7, atol=1e-8)
+    assert any("tf.map_fn" in note for note in d.notes)  # vectorization fell back, and says so
+    assert engine.gradient_blockers(target)["none"] == ["PyFunc"]
+
+
+def test_untraceable_numpy_function_is_evaluated_eagerly():
+    target = engine.as_target(lambda x: np.sin(np.asarray(x)), (3,))
+    d = engine.finite_difference(target, POINTS)
+    np.testing.assert_allclose(d.values, np.stack([np.diag(np.cos(x)) for x in POINTS]), rtol=1e-7, atol=1e-8)
+    assert any("eagerly" in note for note in d.notes)
+
+
+def test_batched_and_per_point_agree():
+    f, _ = CASES["polynomial"]
+    batched = engine.Target(lambda X: tf.vectorized_map(f, X), (3,), batched=True, dtype="float64")
+    per_point = engine.as_target(f, (3,))
+    np.testing.assert_array_equal(engine.jacobian(batched, POINTS).values, engine.jacobian(per_point, POINTS).values)
+
+
+def test_tensor_shaped_inputs_and_outputs_are_flattened():
+    target = engine.as_target(lambda x: tf.reduce_sum(x, axis=1) * 2.0, (2, 3))
+    pts = RNG.normal(size=(4, 2, 3))
+    d = engine.jacobian(target, pts)
+    assert target.output_shape == (2,)
+    expected = np.zeros((2, 6))
+    expected[0, :3] = expected[1, 3:] = 2.0
+    np.testing.assert_allclose(d.values, np.broadcast_to(expected, (4, 2, 6)))
+
+
+def test_no_retracing_across_chunk_sizes():
+    f, _ = CASES["trig"]
+    target = engine.as_target(f, (3,))
+    engine.jacobian(target, POINTS, mode="reverse")
+    kernel = target._kernels[("reverse", "float64")]
+    before = kernel.experimental_get_tracing_count()
+    engine.jacobian(target, RNG.normal(size=(17, 3)), mode="reverse")
+    engine.rows(target, RNG.normal(size=(3, 3)), [0])
+    assert kernel.experimental_get_tracing_count() == before

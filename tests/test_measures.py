@@ -1,0 +1,94 @@
+"""Each measure against a hand computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sensreport import measures as M
+
+# 3 points, 2 outputs, 2 inputs
+J = np.array([
+    [[1.0, -2.0], [0.5, 0.0]],
+    [[3.0, 2.0], [-0.5, 0.0]],
+    [[-1.0, 4.0], [1.5, 0.0]],
+])
+X = np.array([[1.0, 2.0], [2.0, 4.0], [3.0, 6.0]])
+Y = np.array([[2.0, 1.0], [4.0, 1e-12], [8.0, 2.0]])
+
+
+def test_mean_abs_rms_std_scaled():
+    m = M.sensitivity_measures(J, X, Y)
+    np.testing.assert_allclose(m["mean_abs"], [[5 / 3, 8 / 3], [2.5 / 3, 0]])
+    np.testing.assert_allclose(m["rms"], [[np.sqrt(11 / 3), np.sqrt(24 / 3)], [np.sqrt(2.75 / 3), 0]])
+    sx = np.array([np.std([1, 2, 3]), np.std([2, 4, 6])])
+    np.testing.assert_allclose(m["std_scaled"], m["mean_abs"] * sx)
+
+
+def test_elasticity_guards_near_zero_output():
+    m = M.sensitivity_measures(J, X, Y)
+    # output 0: all points usable
+    e00 = np.mean([abs(1 * 1 / 2), abs(3 * 2 / 4), abs(-1 * 3 / 8)])
+    # output 1: point 1 has y = 1e-12 (< 1e-6 * max|y|), left out
+    e10 = np.mean([abs(0.5 * 1 / 1), abs(1.5 * 3 / 2)])
+    np.testing.assert_allclose(m["elasticity"][0, 0], e00)
+    np.testing.assert_allclose(m["elasticity"][1, 0], e10)
+
+
+def test_positive_share():
+    m = M.sensitivity_measures(J, X, Y)
+    np.testing.assert_allclose(m["positive_share"], [[2 / 3, 2 / 3], [2 / 3, 0]])
+
+
+def test_std_scaled_is_nan_for_one_point():
+    m = M.sensitivity_measures(J[:1], X[:1], Y[:1])
+    assert np.isnan(m["std_scaled"]).all()
+
+
+def test_nonfinite_derivatives_are_left_out_of_averages():
+    j = J.copy()
+    j[0, 0, 0] = np.nan
+    m = M.sensitivity_measures(j, X, Y)
+    np.testing.assert_allclose(m["mean_abs"][0, 0], 2.0)
+    found = M.nonfinite(j)
+    assert found == {"count": 1, "nan": 1, "inf": 0, "locations": [[0, 0, 0]]}
+
+
+def test_overall_gives_each_output_equal_weight():
+    measure = np.array([[3.0, 1.0], [100.0, 300.0]])
+    np.testing.assert_allclose(M.overall(measure), [(0.75 + 0.25) / 2, (0.25 + 0.75) / 2])
+    np.testing.assert_allclose(M.overall(np.array([[1.0, 0.0], [0.0, 0.0]])), [1.0, 0.0])
+    np.testing.assert_allclose(M.overall(np.array([[1.0, 0.0], [0.0, 1.0]]), "positive_share"), [0.5, 0.5])
+
+
+def test_ranking_orders_desc_nan_last_stable():
+    assert M.ranking(np.array([0.1, np.nan, 0.5, 0.1])) == [2, 0, 3, 1]
+
+
+def test_agreement_summary():
+    ad = np.ones((1, 1, 3))
+    fd = np.array([[[1.0, 1.001, 1.1]]])
+    a = M.agreement(ad, fd, rtol=2e-3)
+    s = a["summary"]
+    assert s["entries"] == 3
+    assert s["max_rel_error"] == pytest.approx(0.1)
+    assert s["share_within_tolerance"] == pytest.approx(2 / 3)
+    assert s["worst"][0]["input"] == 2 and s["worst"][0]["fd"] == pytest.approx(1.1)
+
+
+def test_agreement_floor_for_tiny_entries():
+    ad = np.array([[[1.0, 1e-9]]])
+    fd = np.array([[[1.0, 2e-9]]])
+    # the tiny entry is judged against 1e-3 of the output's largest derivative
+    assert M.agreement(ad, fd, rtol=1e-5)["summary"]["max_rel_error"] == pytest.approx(1e-9 / 1e-3)
+
+
+def test_dead_inputs():
+    j = np.zeros((2, 2, 3))
+    j[1, 0, 1] = 0.3
+    assert M.dead_inputs(j) == [0, 2]
+
+
+def test_tolerance_by_dtype():
+    assert M.tolerance("float32") == 2e-3
+    assert M.tolerance("float64") == 1e-5
