@@ -53,7 +53,7 @@ def run(spec: str, out: str | None, plotlyjs: str | None, quiet: bool, debug: bo
         parsed = load_spec(spec)
         if not quiet:
             click.echo(f"sensreport: running {spec}", err=True)
-        result = run_spec(parsed, out, plotlyjs=plotlyjs, command=["sensreport", *sys.argv[1:]])
+        result = run_spec(parsed, out, plotlyjs=plotlyjs, command=["sensreport", *sys.argv[1:]], progress=not quiet)
     except Exception as exc:  # noqa: BLE001 - mapped to a message and an exit code
         _fail(exc, debug)
         return

@@ -121,6 +121,8 @@ class Target:
         The dtype in which derivatives are computed (``float32`` or ``float64``).
     activation_size : int, optional
         Floats of intermediate activations per point, used to estimate memory.
+    jit_compile : bool
+        Compile the derivative kernels with XLA.
     """
 
     def __init__(
@@ -132,6 +134,7 @@ class Target:
         dtype: str = "float32",
         activation_size: int | None = None,
         name: str = "model",
+        jit_compile: bool = False,
     ):
         self.fn = fn
         self.input_shape = tuple(int(s) for s in input_shape)
@@ -140,6 +143,7 @@ class Target:
         self.dtype = str(dtype)
         self.name = name
         self.activation_size = activation_size
+        self.jit_compile = jit_compile
         self.output_shape: tuple[int, ...] | None = None
         self.notes: list[str] = []
         self._vectorize = "pfor"
@@ -234,7 +238,8 @@ class Target:
             "reverse": (reverse, [x_spec, i_spec]),
             "reverse-pfor": (reverse_pfor, [x_spec]),
         }[kind]
-        compiled = tf.function(body, input_signature=sig, reduce_retracing=True)
+        jit = self.jit_compile and kind != "evaluate"
+        compiled = tf.function(body, input_signature=sig, reduce_retracing=True, jit_compile=jit or None)
         try:
             compiled.get_concrete_function(*sig)
         except NotDifferentiableError:
@@ -395,16 +400,36 @@ def choose_mode(n: int, m: int) -> str:
     return "forward" if n <= m else "reverse"
 
 
-def _run_chunks(x: np.ndarray, per_call: int, call, out: np.ndarray) -> tuple[float, int]:
-    """Apply ``call(chunk) -> array`` over point chunks into ``out``; time the first."""
-    first = 0.0
-    calls = 0
+Progress = Callable[[int], None]
+
+
+def _sweep(
+    x: np.ndarray,
+    per_call: int,
+    width: int,
+    basis: int,
+    call: Callable[[slice, np.ndarray], np.ndarray],
+    place: Callable[[slice, np.ndarray, np.ndarray], None],
+    progress: Progress | None,
+) -> tuple[float, int]:
+    """Run ``call(point_slice, basis_indices)`` over chunks of points (outer) and basis (inner).
+
+    ``place(point_slice, basis_indices, values)`` stores each result. ``progress`` is
+    told how many points each finished chunk held. Returns (first call's seconds, calls).
+    """
+    first, calls = 0.0, 0
     for start in range(0, len(x), per_call):
-        t0 = time.perf_counter()
-        out[start : start + per_call] = call(x[start : start + per_call])
-        if calls == 0:
-            first = time.perf_counter() - t0
-        calls += 1
+        sl = slice(start, min(len(x), start + per_call))
+        for b0 in range(0, width, basis):
+            idx = np.arange(b0, min(width, b0 + basis))
+            t0 = time.perf_counter()
+            values = call(sl, idx)
+            if calls == 0:
+                first = time.perf_counter() - t0
+            calls += 1
+            place(sl, idx, values)
+        if progress is not None:
+            progress(sl.stop - sl.start)
     return first, calls
 
 
@@ -415,17 +440,21 @@ def jacobian(
     mode: str = "auto",
     memory_budget: int | None = None,
     key: str = "methods.jacobian",
+    progress: Progress | None = None,
 ) -> Derivative:
     """Full Jacobians ``[P, m, n]`` of ``target`` at every point, by automatic differentiation.
 
     Parameters
     ----------
     target : Target
-    points : ndarray, shape [P, n]
+    points : ndarray, shape [P, n] (or [P, *input_shape])
     mode : {"auto", "forward", "reverse", "reverse-pfor"}
         ``auto`` picks forward mode when ``n <= m`` and reverse mode otherwise.
     memory_budget : int, optional
-        Bytes one computation may use; default a quarter of available memory.
+        Bytes one computation may use; default a quarter of available memory. The
+        result array must fit in it; model calls are chunked to fit.
+    progress : callable, optional
+        Called with the number of points finished after each chunk.
     """
     tf = _tf()
     x = np.asarray(points, dtype=target.dtype).reshape(len(points), target.n)
@@ -433,8 +462,7 @@ def jacobian(
         target.evaluate(x[:1])
     n, m, p = target.n, target.m, len(x)
     budget = memory_budget or default_memory_budget()
-    item = np.dtype(target.dtype).itemsize
-    _check_fits(key, (p, m, n), item, budget, "Jacobian array")
+    _check_fits(key, (p, m, n), np.dtype(target.dtype).itemsize, budget, "Jacobian array")
     strategy = choose_mode(n, m) if mode == "auto" else mode
     notes: list[str] = []
     if strategy == "forward":
@@ -446,27 +474,26 @@ def jacobian(
             strategy = "reverse"
             notes.append(f"Forward mode could not be traced ({_first_line(exc)}); reverse mode was used.")
     out = np.empty((p, m, n), dtype=target.dtype)
+    kernel = target._kernel(strategy, target.dtype)
     t_start = time.perf_counter()
-    calls = 0
-    first = 0.0
     if strategy == "reverse-pfor":
-        kernel = target._kernel("reverse-pfor", target.dtype)
         per_call, _ = plan_chunks(m, target.row_bytes(), p, budget)
-        first, calls = _run_chunks(x, per_call, lambda c: kernel(tf.constant(c)).numpy(), out)
+        width, basis = 1, 1
+        call = lambda sl, idx: kernel(tf.constant(x[sl])).numpy()  # noqa: E731
+
+        def place(sl, idx, v):
+            out[sl] = v
     else:
-        kernel = target._kernel(strategy, target.dtype)
         width = n if strategy == "forward" else m
         per_call, basis = plan_chunks(width, target.row_bytes(), p, budget)
-        for b0 in range(0, width, basis):
-            idx = tf.constant(np.arange(b0, min(width, b0 + basis), dtype=np.int32))
-            sl = slice(b0, b0 + basis)
-            if strategy == "forward":
-                view = out[:, :, sl]
-            else:
-                view = out[:, sl, :]
-            f, c = _run_chunks(x, per_call, lambda ch: kernel(tf.constant(ch), idx).numpy(), view)
-            first = first or f
-            calls += c
+        call = lambda sl, idx: kernel(tf.constant(x[sl]), tf.constant(idx, tf.int32)).numpy()  # noqa: E731
+        if strategy == "forward":
+            def place(sl, idx, v):
+                out[sl, :, idx[0] : idx[-1] + 1] = v
+        else:
+            def place(sl, idx, v):
+                out[sl, idx[0] : idx[-1] + 1, :] = v
+    first, calls = _sweep(x, per_call, width, basis, call, place, progress)
     return Derivative(
         values=out,
         method="jacobian",
@@ -487,6 +514,7 @@ def rows(
     *,
     memory_budget: int | None = None,
     key: str = "methods.rows",
+    progress: Progress | None = None,
 ) -> Derivative:
     """Gradients of the selected outputs at every point: ``[P, k, n]``.
 
@@ -502,14 +530,17 @@ def rows(
     _check_fits(key, (p, k, target.n), np.dtype(target.dtype).itemsize, budget, "rows array")
     kernel = target._kernel("reverse", target.dtype)
     out = np.empty((p, k, target.n), dtype=target.dtype)
+    selected = np.asarray(outputs, dtype=np.int32)
     per_call, basis = plan_chunks(k, target.row_bytes(), p, budget)
+
+    def call(sl, idx):
+        return kernel(tf.constant(x[sl]), tf.constant(selected[idx])).numpy()
+
+    def place(sl, idx, v):
+        out[sl, idx[0] : idx[-1] + 1, :] = v
+
     t_start = time.perf_counter()
-    first, calls = 0.0, 0
-    for b0 in range(0, k, basis):
-        idx = tf.constant(np.asarray(outputs[b0 : b0 + basis], dtype=np.int32))
-        f, c = _run_chunks(x, per_call, lambda ch: kernel(tf.constant(ch), idx).numpy(), out[:, b0 : b0 + basis, :])
-        first = first or f
-        calls += c
+    first, calls = _sweep(x, per_call, k, basis, call, place, progress)
     return Derivative(
         values=out,
         method="rows",
@@ -523,13 +554,15 @@ def rows(
     )
 
 
-def fd_step(points: np.ndarray, scheme: str, dtype: str, step: float | str = "auto") -> np.ndarray:
+def fd_step(
+    points: np.ndarray, scheme: str, dtype: str, step: float | str = "auto", spread: np.ndarray | None = None
+) -> np.ndarray:
     """The finite-difference step for every point and input, ``[P, n]``.
 
     ``auto``: ``h[p, j] = eps ** (1/3) * max(|x[p, j]|, s[j])`` for central differences
     and ``eps ** (1/2) * max(|x[p, j]|, s[j])`` for forward differences, where ``eps``
     is the machine epsilon of the dtype the model computes in and ``s[j]`` is the
-    standard deviation of input ``j`` over the points (1 where it is zero). These
+    standard deviation of input ``j`` over the points (``spread``; 1 where it is zero). These
     powers balance truncation error (``O(h^2)`` resp. ``O(h)``) against rounding
     error (``O(eps / h)``) [Nocedal & Wright, Numerical Optimization, 2006, sec. 8.1].
     A number is used as the absolute step for every input.
@@ -539,8 +572,9 @@ def fd_step(points: np.ndarray, scheme: str, dtype: str, step: float | str = "au
         return np.full(x.shape, float(step))
     eps = float(np.finfo(np.dtype(dtype)).eps)
     power = 1.0 / 3.0 if scheme == "central" else 0.5
-    spread = x.std(axis=0) if len(x) > 1 else np.zeros(x.shape[1])
-    spread = np.where(spread > 0, spread, 1.0)
+    if spread is None:
+        spread = x.std(axis=0) if len(x) > 1 else np.zeros(x.shape[1])
+    spread = np.where(np.isfinite(spread) & (spread > 0), spread, 1.0)
     return eps**power * np.maximum(np.abs(x), spread[None, :])
 
 
@@ -552,19 +586,21 @@ def finite_difference(
     step: float | str = "auto",
     memory_budget: int | None = None,
     key: str = "methods.finite_difference",
+    progress: Progress | None = None,
+    spread: np.ndarray | None = None,
 ) -> Derivative:
     """Finite-difference Jacobians ``[P, m, n]`` (float64) from batched model calls.
 
-    Every point's ``2 n`` (central) or ``n`` (forward) perturbed copies go through the
-    model together, as many points per call as the memory budget allows. The model is
-    evaluated in float64 when it computes in float64 given float64 inputs, otherwise
-    in its own dtype; the step follows that dtype (see :func:`fd_step`). The step
-    actually applied is ``(x + h) - x`` in that dtype, so rounding of ``x + h`` does not
-    bias the quotient.
+    Every point's ``2 n`` (central) or ``n + 1`` (forward) perturbed copies go through
+    the model together, as many points per call as the memory budget allows. The model
+    is evaluated in float64 when it computes in float64 given float64 inputs, otherwise
+    in its own dtype; the step follows that dtype (see :func:`fd_step`; ``spread`` is
+    each input's standard deviation over all points, computed from ``points`` when not
+    given). The step actually applied is ``(x + h) - x`` in that dtype, so rounding of
+    ``x + h`` does not bias the quotient.
     """
     if scheme not in ("central", "forward"):
         raise ValueError(f"scheme must be 'central' or 'forward', got {scheme!r}")
-    tf = _tf()
     x64 = np.asarray(points, dtype=np.float64).reshape(len(points), target.n)
     dtype = target.native_dtype("float64")
     if dtype not in ("float32", "float64"):
@@ -575,44 +611,37 @@ def finite_difference(
     m = target.m
     budget = memory_budget or default_memory_budget()
     _check_fits(key, (p, m, n), 8, budget, "finite-difference array")
-    h = fd_step(x64, scheme, dtype, step)
+    h = fd_step(x64, scheme, dtype, step, spread=spread)
     x = x64.astype(dtype)
     plus = (x + h.astype(dtype)) - x
     minus = x - (x - h.astype(dtype)) if scheme == "central" else np.zeros_like(x)
     copies = 2 if scheme == "central" else 1
     per_call, basis = plan_chunks(copies * n + 1, target.row_bytes(dtype), p, budget)
+    cols_per_call = max(1, basis // copies)
     evaluate = target._kernel("evaluate", dtype)
     out = np.empty((p, m, n), dtype=np.float64)
-    t_start = time.perf_counter()
-    first, calls = 0.0, 0
-    for b0 in range(0, n, max(1, basis // copies)):
-        cols = np.arange(b0, min(n, b0 + max(1, basis // copies)))
-        c = len(cols)
+
+    def call(sl, cols):
+        xs, c = x[sl], len(cols)
         eye = np.zeros((c, n), dtype=dtype)
         eye[np.arange(c), cols] = 1
-        for s in range(0, p, per_call):
-            t0 = time.perf_counter()
-            xs = x[s : s + per_call]
-            b = len(xs)
-            up = xs[:, None, :] + eye[None] * plus[s : s + per_call, None, :]  # [b, c, n]
-            if scheme == "central":
-                down = xs[:, None, :] - eye[None] * minus[s : s + per_call, None, :]
-                batch = np.concatenate([up, down], axis=1).reshape(-1, n)
-            else:
-                batch = np.concatenate([up.reshape(-1, n), xs], axis=0)
-            y = _call(target, evaluate, batch).astype(np.float64)
-            if scheme == "central":
-                y = y.reshape(b, 2, c, m)
-                diff = y[:, 0] - y[:, 1]  # [b, c, m]
-                denom = (plus + minus)[s : s + per_call][:, cols]
-            else:
-                y_up = y[: b * c].reshape(b, c, m)
-                diff = y_up - y[b * c :][:, None, :]
-                denom = plus[s : s + per_call][:, cols]
-            out[s : s + per_call][:, :, cols] = np.transpose(diff / denom[:, :, None], (0, 2, 1))
-            if calls == 0:
-                first = time.perf_counter() - t0
-            calls += 1
+        up = xs[:, None, :] + eye[None] * plus[sl, None, :]  # [b, c, n]
+        if scheme == "central":
+            down = xs[:, None, :] - eye[None] * minus[sl, None, :]
+            y = _call(target, evaluate, np.concatenate([up, down], axis=1).reshape(-1, n)).astype(np.float64)
+            y = y.reshape(len(xs), 2, c, m)
+            diff, denom = y[:, 0] - y[:, 1], (plus[sl] + minus[sl])[:, cols]
+        else:
+            y = _call(target, evaluate, np.concatenate([up.reshape(-1, n), xs], axis=0)).astype(np.float64)
+            diff = y[: len(xs) * c].reshape(len(xs), c, m) - y[len(xs) * c :][:, None, :]
+            denom = plus[sl][:, cols]
+        return np.transpose(diff / denom[:, :, None], (0, 2, 1))  # [b, m, c]
+
+    def place(sl, cols, v):
+        out[sl, :, cols[0] : cols[-1] + 1] = v
+
+    t_start = time.perf_counter()
+    first, calls = _sweep(x, per_call, n, cols_per_call, call, place, progress)
     notes = list(target.notes)
     if dtype != "float64":
         notes.append(

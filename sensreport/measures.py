@@ -54,6 +54,88 @@ def _nanmean(a: np.ndarray, axis: int) -> np.ndarray:
         return np.nanmean(a, axis=axis)
 
 
+def _ratio(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+class MeasureAccumulator:
+    """Streaming sums behind every measure, fed one chunk of points at a time.
+
+    The same sums serve a whole array at once, chunks of points on one machine, and
+    partial results from several workers (:meth:`merge`), so the numbers do not depend
+    on how the points were split (up to float rounding of the sums).
+
+    Parameters
+    ----------
+    k, n : int
+        Outputs (rows) and inputs of the derivative arrays.
+    output_guard : ndarray [k]
+        |y| at or below which a point is left out of that output's elasticity; see
+        :func:`elasticity_guard`.
+    """
+
+    def __init__(self, k: int, n: int, output_guard: np.ndarray):
+        self.guard = np.asarray(output_guard, dtype=np.float64)
+        z = lambda: np.zeros((k, n))  # noqa: E731
+        self.sum_abs, self.sum_sq, self.count = z(), z(), z()
+        self.positive = z()
+        self.sum_elastic, self.count_elastic = z(), z()
+        self.max_abs = np.zeros(n)
+
+    def update(self, jac: np.ndarray, points: np.ndarray, outputs: np.ndarray) -> None:
+        """Add ``jac [b, k, n]`` at ``points [b, n]`` with ``outputs [b, k]``."""
+        j = np.asarray(jac, dtype=np.float64)
+        finite = np.isfinite(j)
+        jz = np.where(finite, j, 0.0)
+        self.sum_abs += np.abs(jz).sum(0)
+        self.sum_sq += (jz**2).sum(0)
+        self.count += finite.sum(0)
+        self.positive += (jz > 0).sum(0)
+        self.max_abs = np.maximum(self.max_abs, np.abs(jz).max(axis=(0, 1), initial=0.0))
+        y = np.asarray(outputs, dtype=np.float64)
+        usable = np.isfinite(y) & (np.abs(y) > np.maximum(self.guard, np.finfo(np.float64).tiny))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            e = np.abs(jz * np.asarray(points, dtype=np.float64)[:, None, :] / np.where(usable, y, 1.0)[:, :, None])
+        ok = finite & usable[:, :, None] & np.isfinite(e)
+        self.sum_elastic += np.where(ok, e, 0.0).sum(0)
+        self.count_elastic += ok.sum(0)
+
+    def merge(self, other: "MeasureAccumulator") -> "MeasureAccumulator":
+        """Add another accumulator's sums (e.g. from another worker) into this one."""
+        for name in ("sum_abs", "sum_sq", "count", "positive", "sum_elastic", "count_elastic"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.max_abs = np.maximum(self.max_abs, other.max_abs)
+        return self
+
+    def result(self, spread: np.ndarray) -> dict[str, np.ndarray]:
+        """The measures ``[k, n]``; ``spread [n]`` is each input's std over all points (NaN if unknown)."""
+        mean_abs = _ratio(self.sum_abs, self.count)
+        return {
+            "mean_abs": mean_abs,
+            "rms": np.sqrt(_ratio(self.sum_sq, self.count)),
+            "std_scaled": mean_abs * np.asarray(spread, dtype=np.float64)[None, :],
+            "elasticity": _ratio(self.sum_elastic, self.count_elastic),
+            "positive_share": _ratio(self.positive, self.count),
+        }
+
+    def dead_inputs(self) -> list[int]:
+        """Inputs whose derivative was exactly zero for every output at every point."""
+        return [int(j) for j in np.flatnonzero(self.max_abs == 0)]
+
+
+def elasticity_guard(outputs: np.ndarray) -> np.ndarray:
+    """Per output: ``ELASTICITY_GUARD`` times its largest finite |y| over all points."""
+    y = np.asarray(outputs, dtype=np.float64)
+    return ELASTICITY_GUARD * np.nanmax(np.abs(np.where(np.isfinite(y), y, np.nan)), axis=0, initial=0.0)
+
+
+def input_spread(points: np.ndarray) -> np.ndarray:
+    """Each input's standard deviation over the points; NaN with a single point."""
+    x = np.asarray(points, dtype=np.float64)
+    return x.std(axis=0) if len(x) > 1 else np.full(x.shape[1], np.nan)
+
+
 def sensitivity_measures(jac: np.ndarray, points: np.ndarray, outputs: np.ndarray) -> dict[str, np.ndarray]:
     """Per-output, per-input measures ``[m, n]`` from Jacobians ``[P, m, n]``.
 
@@ -68,25 +150,12 @@ def sensitivity_measures(jac: np.ndarray, points: np.ndarray, outputs: np.ndarra
     Returns
     -------
     dict with ``mean_abs``, ``rms``, ``std_scaled``, ``elasticity``, ``positive_share``;
-    ``std_scaled`` is NaN with a single point (no spread to measure).
+    ``std_scaled`` is NaN with a single point (no spread to measure). Non-finite
+    derivatives are left out of every average.
     """
-    j = np.where(np.isfinite(jac), jac, np.nan).astype(np.float64)
-    x = np.asarray(points, dtype=np.float64)
-    y = np.asarray(outputs, dtype=np.float64)
-    mean_abs = _nanmean(np.abs(j), 0)
-    rms = np.sqrt(_nanmean(j**2, 0))
-    spread = x.std(axis=0) if len(x) > 1 else np.full(x.shape[1], np.nan)
-    guard = ELASTICITY_GUARD * np.nanmax(np.abs(np.where(np.isfinite(y), y, np.nan)), axis=0, initial=0.0)
-    safe_y = np.where(np.abs(y) > np.maximum(guard, np.finfo(np.float64).tiny), y, np.nan)
-    elasticity = _nanmean(np.abs(j * x[:, None, :] / safe_y[:, :, None]), 0)
-    positive = _nanmean(np.where(np.isnan(j), np.nan, (j > 0).astype(np.float64)), 0)
-    return {
-        "mean_abs": mean_abs,
-        "rms": rms,
-        "std_scaled": mean_abs * spread[None, :],
-        "elasticity": elasticity,
-        "positive_share": positive,
-    }
+    acc = MeasureAccumulator(jac.shape[1], jac.shape[2], elasticity_guard(outputs))
+    acc.update(jac, points, outputs)
+    return acc.result(input_spread(points))
 
 
 #: Measures that are already comparable across outputs: averaged, not normalised.
@@ -124,51 +193,384 @@ def tolerance(dtype: str) -> float:
     return 2e-3 if dtype == "float32" else 1e-5
 
 
-def agreement(ad: np.ndarray, fd: np.ndarray, rtol: float, worst: int = 10) -> dict:
-    """Per-entry error between finite differences and automatic derivatives.
+class AgreementAccumulator:
+    """Streaming FD-vs-AD agreement, fed one chunk of points at a time.
 
-    ``abs_error = |fd - ad|``; ``rel_error = abs_error / max(|ad|, floor_i)`` where
-    ``floor_i`` is 1e-3 times the largest |ad| of output ``i`` over all points and
-    inputs (1 where that is 0), so that entries that are tiny next to their output's
-    scale do not produce huge relative errors. An entry agrees when
-    ``rel_error <= rtol``.
-
-    Returns a dict with the error arrays and a JSON-ready ``summary``.
+    Per entry, ``abs_error = |fd - ad|`` and
+    ``rel_error = abs_error / max(|ad|, 1e-3 * max_j |ad[p, i, j]|)``: an entry that is
+    tiny next to the largest derivative of the same output at the same point is judged
+    against 0.1% of that largest one, so that it does not produce a huge relative
+    error. The floor depends only on the point itself, so chunking cannot change it.
+    An entry agrees when ``rel_error <= rtol``. The median comes from a histogram of
+    ``log10(rel_error)`` with 1,000 bins per decade (within 0.25%).
     """
+
+    BINS_PER_DECADE = 1000
+    LOW, HIGH = -20, 10  # decades
+
+    def __init__(self, rtol: float, worst: int = 10):
+        self.rtol = rtol
+        self.keep = worst
+        self.entries = 0
+        self.within = 0
+        self.nonfinite_entries = 0
+        self.max_abs = -np.inf
+        self.max_rel = -np.inf
+        self.zero = 0  # entries with rel_error == 0 (below the histogram)
+        self.hist = np.zeros((self.HIGH - self.LOW) * self.BINS_PER_DECADE + 2, dtype=np.int64)
+        self.worst: list[dict] = []
+
+    def update(self, ad: np.ndarray, fd: np.ndarray, offset: int = 0) -> None:
+        """Add ``ad`` and ``fd`` ``[b, k, n]`` for points ``offset .. offset + b``."""
+        ad = np.asarray(ad, dtype=np.float64)
+        fd = np.asarray(fd, dtype=np.float64)
+        abs_err = np.abs(fd - ad)
+        scale = np.nanmax(np.abs(np.where(np.isfinite(ad), ad, np.nan)), axis=2, initial=0.0, keepdims=True)
+        floor = np.where(scale > 0, 1e-3 * scale, 1.0)
+        rel = abs_err / np.maximum(np.abs(ad), floor)
+        finite = np.isfinite(rel)
+        self.entries += rel.size
+        self.nonfinite_entries += int((~finite).sum())
+        self.within += int((finite & (rel <= self.rtol)).sum())
+        if finite.any():
+            self.max_abs = max(self.max_abs, float(abs_err[finite].max()))
+            self.max_rel = max(self.max_rel, float(rel[finite].max()))
+            r = rel[finite]
+            self.zero += int((r == 0).sum())
+            pos = r[r > 0]
+            idx = np.floor((np.log10(pos) - self.LOW) * self.BINS_PER_DECADE).astype(np.int64) + 1
+            np.add.at(self.hist, np.clip(idx, 1, len(self.hist) - 1), 1)
+        # the chunk's worst finite entries (non-finite ones are counted above and located
+        # by the non-finite scan), then merged with those kept so far
+        flat = np.where(finite, rel, -np.inf).ravel()
+        take = min(self.keep, int(finite.sum()))
+        if take:
+            cand = np.argpartition(-flat, take - 1)[:take]
+            for f in cand:
+                p, i, j = (int(v) for v in np.unravel_index(f, rel.shape))
+                self.worst.append({"point": p + offset, "output": i, "input": j, "ad": float(ad[p, i, j]),
+                                   "fd": float(fd[p, i, j]), "abs_error": float(abs_err[p, i, j]),
+                                   "rel_error": float(rel[p, i, j])})
+            self._trim()
+
+    def _trim(self) -> None:
+        def key(w):
+            return (-w["rel_error"], w["point"], w["output"], w["input"])
+
+        self.worst = sorted(self.worst, key=key)[: self.keep]
+
+    def merge(self, other: "AgreementAccumulator") -> "AgreementAccumulator":
+        """Add another accumulator's counts (e.g. from another worker)."""
+        self.entries += other.entries
+        self.within += other.within
+        self.nonfinite_entries += other.nonfinite_entries
+        self.max_abs = max(self.max_abs, other.max_abs)
+        self.max_rel = max(self.max_rel, other.max_rel)
+        self.zero += other.zero
+        self.hist += other.hist
+        self.worst += other.worst
+        self._trim()
+        return self
+
+    def median(self) -> float | None:
+        finite = self.entries - self.nonfinite_entries
+        if not finite:
+            return None
+        half = (finite + 1) / 2
+        if self.zero >= half:
+            return 0.0
+        k = int(np.searchsorted(np.cumsum(self.hist), half - self.zero))
+        return float(10 ** (self.LOW + (k - 0.5) / self.BINS_PER_DECADE))
+
+    def summary(self) -> dict:
+        """A JSON-ready summary: tolerance, counts, max/median errors and the worst entries."""
+        finite = self.entries - self.nonfinite_entries
+        return {
+            "rtol": self.rtol,
+            "entries": int(self.entries),
+            "max_abs_error": self.max_abs if finite else None,
+            "max_rel_error": self.max_rel if finite else None,
+            "median_rel_error": self.median(),
+            "share_within_tolerance": self.within / self.entries if self.entries else None,
+            "nonfinite_entries": int(self.nonfinite_entries),
+            "worst": list(self.worst),
+        }
+
+
+def agreement(ad: np.ndarray, fd: np.ndarray, rtol: float, worst: int = 10) -> dict:
+    """FD-vs-AD agreement of whole arrays ``[P, k, n]``: see :class:`AgreementAccumulator`.
+
+    Returns ``{"summary": ...}`` plus the per-entry ``abs_error`` and ``rel_error`` arrays.
+    """
+    acc = AgreementAccumulator(rtol, worst)
+    acc.update(ad, fd)
     ad = np.asarray(ad, dtype=np.float64)
-    fd = np.asarray(fd, dtype=np.float64)
-    abs_err = np.abs(fd - ad)
-    scale = np.nanmax(np.abs(np.where(np.isfinite(ad), ad, np.nan)), axis=(0, 2), initial=0.0)
-    floor = np.where(scale > 0, 1e-3 * scale, 1.0)[None, :, None]
-    rel_err = abs_err / np.maximum(np.abs(ad), floor)
-    finite = np.isfinite(rel_err)
-    order = np.argsort(np.where(finite, rel_err, np.inf), axis=None)[::-1][:worst]
-    worst_entries = []
-    for flat in order:
-        p, i, j = (int(v) for v in np.unravel_index(flat, rel_err.shape))
-        worst_entries.append(
-            {
-                "point": p,
-                "output": i,
-                "input": j,
-                "ad": float(ad[p, i, j]),
-                "fd": float(fd[p, i, j]),
-                "abs_error": float(abs_err[p, i, j]),
-                "rel_error": float(rel_err[p, i, j]),
-            }
-        )
-    total = rel_err.size
-    summary = {
-        "rtol": rtol,
-        "entries": int(total),
-        "max_abs_error": float(np.nanmax(abs_err)) if finite.any() else None,
-        "max_rel_error": float(np.max(rel_err[finite])) if finite.any() else None,
-        "median_rel_error": float(np.median(rel_err[finite])) if finite.any() else None,
-        "share_within_tolerance": float(np.mean(finite & (rel_err <= rtol))) if total else None,
-        "nonfinite_entries": int((~finite).sum()),
-        "worst": worst_entries,
-    }
-    return {"abs_error": abs_err, "rel_error": rel_err, "summary": summary}
+    abs_err = np.abs(np.asarray(fd, dtype=np.float64) - ad)
+    scale = np.nanmax(np.abs(np.where(np.isfinite(ad), ad, np.nan)), axis=2, initial=0.0, keepdims=True)
+    rel = abs_err / np.maximum(np.abs(ad), np.where(scale > 0, 1e-3 * scale, 1.0))
+    return {"abs_error": abs_err, "rel_error": rel, "summary": acc.summary()}
+
+
+class NonfiniteAccumulator:
+    """Count and locate NaN / infinite entries across chunks (the first ``limit`` kept)."""
+
+    def __init__(self, limit: int = 20):
+        self.limit = limit
+        self.count = self.nan = self.inf = 0
+        self.locations: list[list[int]] = []
+
+    def update(self, array: np.ndarray, offset: int = 0) -> None:
+        a = np.asarray(array)
+        bad = ~np.isfinite(a)
+        if not bad.any():
+            return
+        self.count += int(bad.sum())
+        self.nan += int(np.isnan(a).sum())
+        self.inf += int(np.isinf(a).sum())
+        for idx in np.argwhere(bad)[: max(0, self.limit - len(self.locations))]:
+            self.locations.append([int(idx[0]) + offset, *(int(v) for v in idx[1:])])
+
+    def merge(self, other: "NonfiniteAccumulator") -> "NonfiniteAccumulator":
+        self.count += other.count
+        self.nan += other.nan
+        self.inf += other.inf
+        self.locations = sorted(self.locations + other.locations)[: self.limit]
+        return self
+
+    def summary(self) -> dict:
+        return {"count": self.count, "nan": self.nan, "inf": self.inf, "locations": self.locations}
+
+
+def nonfinite(array: np.ndarray, limit: int = 20) -> dict:
+    """Count and locate NaN / infinite entries: ``{count, nan, inf, locations}``.
+
+    ``locations`` holds up to ``limit`` index tuples into ``array``.
+    """
+    acc = NonfiniteAccumulator(limit)
+    acc.update(array)
+    return acc.summary()
+
+
+def dead_inputs(self) -> list[int]:
+        """Inputs whose derivative was exactly zero for every output at every point."""
+        return [int(j) for j in np.flatnonzero(self.max_abs == 0)]
+
+
+def elasticity_guard(outputs: np.ndarray) -> np.ndarray:
+    """Per output: ``ELASTICITY_GUARD`` times its largest finite |y| over all points."""
+    y = np.asarray(outputs, dtype=np.float64)
+    return ELASTICITY_GUARD * np.nanmax(np.abs(np.where(np.isfinite(y), y, np.nan)), axis=0, initial=0.0)
+
+
+def input_spread(points: np.ndarray) -> np.ndarray:
+    """Each input's standard deviation over the points; NaN with a single point."""
+    x = np.asarray(points, dtype=np.float64)
+    return x.std(axis=0) if len(x) > 1 else np.full(x.shape[1], np.nan)
+
+
+def sensitivity_measures(jac: np.ndarray, points: np.ndarray, outputs: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-output, per-input measures ``[m, n]`` from Jacobians ``[P, m, n]``.
+
+    Parameters
+    ----------
+    jac : ndarray [P, m, n]
+    points : ndarray [P, n]
+        The inputs, for the input spread and elasticities.
+    outputs : ndarray [P, m]
+        The outputs at the points, for elasticities.
+
+    Returns
+    -------
+    dict with ``mean_abs``, ``rms``, ``std_scaled``, ``elasticity``, ``positive_share``;
+    ``std_scaled`` is NaN with a single point (no spread to measure). Non-finite
+    derivatives are left out of every average.
+    """
+    acc = MeasureAccumulator(jac.shape[1], jac.shape[2], elasticity_guard(outputs))
+    acc.update(jac, points, outputs)
+    return acc.result(input_spread(points))
+
+
+#: Measures that are already comparable across outputs: averaged, not normalised.
+UNITLESS = frozenset({"positive_share"})
+
+
+def overall(measure: np.ndarray, name: str = "") -> np.ndarray:
+    """One value per input from a ``[m, n]`` measure, every output counting equally.
+
+    Each output's row is divided by its sum over inputs (so outputs in different
+    units are comparable), then the shares are averaged over outputs. Rows that
+    sum to zero or are all NaN are left out. ``positive_share`` is a share already
+    and is simply averaged over outputs.
+    """
+    m = np.asarray(measure, dtype=np.float64)
+    if name in UNITLESS:
+        return _nanmean(m, 0)
+    total = np.nansum(m, axis=1, keepdims=True)
+    shares = np.where(total > 0, m / np.where(total > 0, total, 1.0), np.nan)
+    return _nanmean(shares, 0)
+
+
+def ranking(values: np.ndarray) -> list[int]:
+    """Indices ordered from most to least sensitive; NaN last; ties keep input order."""
+    v = np.asarray(values, dtype=np.float64)
+    key = np.where(np.isnan(v), -np.inf, v)
+    return [int(i) for i in np.argsort(-key, kind="stable")]
+
+
+def tolerance(dtype: str) -> float:
+    """Relative tolerance for FD-vs-AD agreement by the coarser dtype involved.
+
+    float32: 2e-3, float64: 1e-5 (the tolerances of JAX's ``check_grads``).
+    """
+    return 2e-3 if dtype == "float32" else 1e-5
+
+
+class AgreementAccumulator:
+    """Streaming FD-vs-AD agreement, fed one chunk of points at a time.
+
+    Per entry, ``abs_error = |fd - ad|`` and
+    ``rel_error = abs_error / max(|ad|, 1e-3 * max_j |ad[p, i, j]|)``: an entry that is
+    tiny next to the largest derivative of the same output at the same point is judged
+    against 0.1% of that largest one, so that it does not produce a huge relative
+    error. The floor depends only on the point itself, so chunking cannot change it.
+    An entry agrees when ``rel_error <= rtol``. The median comes from a histogram of
+    ``log10(rel_error)`` with 1,000 bins per decade (within 0.25%).
+    """
+
+    BINS_PER_DECADE = 1000
+    LOW, HIGH = -20, 10  # decades
+
+    def __init__(self, rtol: float, worst: int = 10):
+        self.rtol = rtol
+        self.keep = worst
+        self.entries = 0
+        self.within = 0
+        self.nonfinite_entries = 0
+        self.max_abs = -np.inf
+        self.max_rel = -np.inf
+        self.zero = 0  # entries with rel_error == 0 (below the histogram)
+        self.hist = np.zeros((self.HIGH - self.LOW) * self.BINS_PER_DECADE + 2, dtype=np.int64)
+        self.worst: list[dict] = []
+
+    def update(self, ad: np.ndarray, fd: np.ndarray, offset: int = 0) -> None:
+        """Add ``ad`` and ``fd`` ``[b, k, n]`` for points ``offset .. offset + b``."""
+        ad = np.asarray(ad, dtype=np.float64)
+        fd = np.asarray(fd, dtype=np.float64)
+        abs_err = np.abs(fd - ad)
+        scale = np.nanmax(np.abs(np.where(np.isfinite(ad), ad, np.nan)), axis=2, initial=0.0, keepdims=True)
+        floor = np.where(scale > 0, 1e-3 * scale, 1.0)
+        rel = abs_err / np.maximum(np.abs(ad), floor)
+        finite = np.isfinite(rel)
+        self.entries += rel.size
+        self.nonfinite_entries += int((~finite).sum())
+        self.within += int((finite & (rel <= self.rtol)).sum())
+        if finite.any():
+            self.max_abs = max(self.max_abs, float(abs_err[finite].max()))
+            self.max_rel = max(self.max_rel, float(rel[finite].max()))
+            r = rel[finite]
+            self.zero += int((r == 0).sum())
+            pos = r[r > 0]
+            idx = np.floor((np.log10(pos) - self.LOW) * self.BINS_PER_DECADE).astype(np.int64) + 1
+            np.add.at(self.hist, np.clip(idx, 1, len(self.hist) - 1), 1)
+        # the chunk's worst finite entries (non-finite ones are counted above and located
+        # by the non-finite scan), then merged with those kept so far
+        flat = np.where(finite, rel, -np.inf).ravel()
+        take = min(self.keep, int(finite.sum()))
+        if take:
+            cand = np.argpartition(-flat, take - 1)[:take]
+            for f in cand:
+                p, i, j = (int(v) for v in np.unravel_index(f, rel.shape))
+                self.worst.append({"point": p + offset, "output": i, "input": j, "ad": float(ad[p, i, j]),
+                                   "fd": float(fd[p, i, j]), "abs_error": float(abs_err[p, i, j]),
+                                   "rel_error": float(rel[p, i, j])})
+            self._trim()
+
+    def _trim(self) -> None:
+        def key(w):
+            return (-w["rel_error"], w["point"], w["output"], w["input"])
+
+        self.worst = sorted(self.worst, key=key)[: self.keep]
+
+    def merge(self, other: "AgreementAccumulator") -> "AgreementAccumulator":
+        """Add another accumulator's counts (e.g. from another worker)."""
+        self.entries += other.entries
+        self.within += other.within
+        self.nonfinite_entries += other.nonfinite_entries
+        self.max_abs = max(self.max_abs, other.max_abs)
+        self.max_rel = max(self.max_rel, other.max_rel)
+        self.zero += other.zero
+        self.hist += other.hist
+        self.worst += other.worst
+        self._trim()
+        return self
+
+    def median(self) -> float | None:
+        finite = self.entries - self.nonfinite_entries
+        if not finite:
+            return None
+        half = (finite + 1) / 2
+        if self.zero >= half:
+            return 0.0
+        k = int(np.searchsorted(np.cumsum(self.hist), half - self.zero))
+        return float(10 ** (self.LOW + (k - 0.5) / self.BINS_PER_DECADE))
+
+    def summary(self) -> dict:
+        """A JSON-ready summary: tolerance, counts, max/median errors and the worst entries."""
+        finite = self.entries - self.nonfinite_entries
+        return {
+            "rtol": self.rtol,
+            "entries": int(self.entries),
+            "max_abs_error": self.max_abs if finite else None,
+            "max_rel_error": self.max_rel if finite else None,
+            "median_rel_error": self.median(),
+            "share_within_tolerance": self.within / self.entries if self.entries else None,
+            "nonfinite_entries": int(self.nonfinite_entries),
+            "worst": list(self.worst),
+        }
+
+
+def agreement(ad: np.ndarray, fd: np.ndarray, rtol: float, worst: int = 10) -> dict:
+    """FD-vs-AD agreement of whole arrays ``[P, k, n]``: see :class:`AgreementAccumulator`.
+
+    Returns ``{"summary": ...}`` plus the per-entry ``abs_error`` and ``rel_error`` arrays.
+    """
+    acc = AgreementAccumulator(rtol, worst)
+    acc.update(ad, fd)
+    ad = np.asarray(ad, dtype=np.float64)
+    abs_err = np.abs(np.asarray(fd, dtype=np.float64) - ad)
+    scale = np.nanmax(np.abs(np.where(np.isfinite(ad), ad, np.nan)), axis=2, initial=0.0, keepdims=True)
+    rel = abs_err / np.maximum(np.abs(ad), np.where(scale > 0, 1e-3 * scale, 1.0))
+    return {"abs_error": abs_err, "rel_error": rel, "summary": acc.summary()}
+
+
+class NonfiniteAccumulator:
+    """Count and locate NaN / infinite entries across chunks (the first ``limit`` kept)."""
+
+    def __init__(self, limit: int = 20):
+        self.limit = limit
+        self.count = self.nan = self.inf = 0
+        self.locations: list[list[int]] = []
+
+    def update(self, array: np.ndarray, offset: int = 0) -> None:
+        a = np.asarray(array)
+        bad = ~np.isfinite(a)
+        if not bad.any():
+            return
+        self.count += int(bad.sum())
+        self.nan += int(np.isnan(a).sum())
+        self.inf += int(np.isinf(a).sum())
+        for idx in np.argwhere(bad)[: max(0, self.limit - len(self.locations))]:
+            self.locations.append([int(idx[0]) + offset, *(int(v) for v in idx[1:])])
+
+    def merge(self, other: "NonfiniteAccumulator") -> "NonfiniteAccumulator":
+        self.count += other.count
+        self.nan += other.nan
+        self.inf += other.inf
+        self.locations = sorted(self.locations + other.locations)[: self.limit]
+        return self
+
+    def summary(self) -> dict:
+        return {"count": self.count, "nan": self.nan, "inf": self.inf, "locations": self.locations}
 
 
 def nonfinite(array: np.ndarray, limit: int = 20) -> dict:
@@ -189,6 +591,6 @@ def nonfinite(array: np.ndarray, limit: int = 20) -> dict:
 
 def dead_inputs(jac: np.ndarray) -> list[int]:
     """Inputs whose derivative is exactly zero for every output at every point."""
-    j = np.asarray(jac)
-    finite = np.where(np.isfinite(j), j, 0.0)
-    return [int(k) for k in np.flatnonzero(np.all(finite == 0, axis=(0, 1)))]
+    acc = MeasureAccumulator(jac.shape[1], jac.shape[2], np.zeros(jac.shape[1]))
+    acc.update(jac, np.zeros((jac.shape[0], jac.shape[2])), np.zeros(jac.shape[:2]))
+    return acc.dead_inputs()

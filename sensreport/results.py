@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,9 @@ class MethodResult:
     calls: int | None = None
     chunk_points: int | None = None
     notes: list[str] = field(default_factory=list)
-    step: np.ndarray | None = None  # finite differences: [P, n]
+    step: np.ndarray | None = None  # finite differences: the step of every point and input, [P, n]
+    path: Path | None = None  # the .npy file holding ``values`` with execution.arrays: disk
+    preview: np.ndarray | None = None  # the first points' values, kept whatever the storage
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -45,6 +48,8 @@ class MethodResult:
         if self.step is not None:
             d["step"] = {"min": float(self.step.min()), "max": float(self.step.max()),
                          "per_input_median": [float(v) for v in np.median(self.step, axis=0)]}
+        d["array"] = ("arrays.npz" if self.values is not None and self.path is None
+                      else self.path.name if self.path is not None else None)
         return d
 
 
@@ -72,6 +77,7 @@ class RunResult:
     dead_inputs: list[int]
     warnings: list[str]
     timings: dict[str, float]
+    memory: dict[str, Any]
     provenance: dict[str, Any]
     spec_text: str = ""
 
@@ -127,6 +133,7 @@ class RunResult:
             "dead_inputs": [self.input_names[j] for j in self.dead_inputs],
             "warnings": self.warnings,
             "timings": self.timings,
+            "memory": self.memory,
             "provenance": self.provenance,
         }
 
@@ -134,12 +141,14 @@ class RunResult:
         """The raw arrays written as arrays.npz."""
         out = {"points": self.points, "outputs": self.outputs}
         for name, m in self.methods.items():
-            if m.status == "ok" and m.values is not None:
+            if m.status != "ok":
+                continue
+            if m.values is not None and m.path is None:
                 out[name] = m.values
-                if name == "rows":
-                    out["rows_outputs"] = np.asarray(m.outputs, dtype=np.int64)
-                if m.step is not None:
-                    out["finite_difference_step"] = m.step
+            if name == "rows":
+                out["rows_outputs"] = np.asarray(m.outputs, dtype=np.int64)
+            if m.step is not None:
+                out["finite_difference_step"] = m.step
         return out
 
 

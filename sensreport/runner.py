@@ -6,10 +6,12 @@ API both call :func:`run`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -24,6 +26,7 @@ from .errors import ComputeError, InputError
 from .points import Points, index_names, load_points
 from .results import MethodResult, RunResult
 from .spec import Spec, load_spec, parse_spec
+from .sweep import ArrayStore, MethodPlan, make_plan, sweep
 
 
 def run(
@@ -33,6 +36,7 @@ def run(
     plotlyjs: str | None = None,
     write: bool = True,
     command: list[str] | None = None,
+    progress: bool = False,
 ) -> RunResult:
     """Run a spec end to end and (with ``write=True``) write its outputs.
 
@@ -45,6 +49,8 @@ def run(
         Output folder; default the spec's ``report.dir``.
     plotlyjs : {"inline", "cdn"}, optional
         Overrides ``report.plotlyjs``.
+    progress : bool
+        Show a progress bar on stderr when it is a terminal.
 
     Returns
     -------
@@ -56,14 +62,36 @@ def run(
         spec = parse_spec(spec, base_dir=Path.cwd())
     elif not isinstance(spec, Spec):
         spec = load_spec(spec)
-    result = compute(spec, command=command)
-    if write:
-        write_outputs(result, Path(out) if out else spec.report_dir, plotlyjs or spec.plotlyjs)
+    out_dir = Path(out) if out else spec.report_dir
+    staging = None
+    if spec.arrays == "disk":
+        # .npy arrays are written chunk by chunk into a hidden folder beside the outputs
+        # and renamed into place with the other files only when the run succeeds
+        if write:
+            _make_dir(out_dir)
+        staging = Path(tempfile.mkdtemp(prefix=".arrays.", dir=out_dir if write else None))
+    try:
+        result = compute(spec, command=command, array_dir=staging, progress=progress)
+        if write:
+            write_outputs(result, out_dir, plotlyjs or spec.plotlyjs)
+    finally:
+        if staging is not None and write:
+            shutil.rmtree(staging, ignore_errors=True)
     return result
 
 
-def compute(spec: Spec, command: list[str] | None = None) -> RunResult:
-    """Compute everything the spec asks for; write nothing."""
+def compute(
+    spec: Spec,
+    command: list[str] | None = None,
+    *,
+    array_dir: Path | None = None,
+    progress: bool = False,
+) -> RunResult:
+    """Compute everything the spec asks for; write nothing except, with
+    ``execution.arrays: disk``, the ``.npy`` arrays into ``array_dir``.
+
+    ``progress`` shows a progress bar on stderr (only when it is a terminal).
+    """
     from . import engine
     from .models import load_model
 
@@ -78,6 +106,7 @@ def compute(spec: Spec, command: list[str] | None = None) -> RunResult:
     t0 = time.perf_counter()
     loaded = load_model(spec.model, points.point_shape)
     target = loaded.target
+    target.jit_compile = spec.xla
     timings["load_model"] = time.perf_counter() - t0
 
     x = _fit_points(points, target.input_shape)
@@ -117,42 +146,67 @@ def compute(spec: Spec, command: list[str] | None = None) -> RunResult:
                 "automatic derivatives may be incomplete."
             )
 
-    budget = spec.memory_budget
+    budget = spec.memory_budget or engine.default_memory_budget()
+    planned = []
+    item = np.dtype(target.dtype).itemsize
     if spec.jacobian_mode:
-        methods["jacobian"] = _method(
-            "jacobian", ad_blocked, list(range(target.m)),
-            lambda: engine.jacobian(target, x, mode=spec.jacobian_mode, memory_budget=budget),
-        )
+        planned.append(MethodPlan("jacobian", tuple(range(target.m)), item, mode=spec.jacobian_mode, blocked=ad_blocked))
     if row_idx:
-        methods["rows"] = _method(
-            "rows", ad_blocked, row_idx, lambda: engine.rows(target, x, row_idx, memory_budget=budget)
-        )
+        planned.append(MethodPlan("rows", tuple(row_idx), item, blocked=ad_blocked))
     if spec.fd_scheme:
-        methods["finite_difference"] = _method(
-            "finite_difference", None, list(range(target.m)),
-            lambda: engine.finite_difference(target, x, scheme=spec.fd_scheme, step=spec.fd_step, memory_budget=budget),
-        )
-    for m in methods.values():
-        if m.seconds is not None:
-            timings[m.name] = m.seconds
+        planned.append(MethodPlan("finite_difference", tuple(range(target.m)), 8, scheme=spec.fd_scheme, step=spec.fd_step))
+    flat = x.reshape(len(x), -1)
+    plan = make_plan(planned, flat, y, budget=budget, arrays=spec.arrays, ad_dtype=target.dtype)
+    if plan.arrays != "memory":
+        warnings.append(plan.describe())
+    store = ArrayStore(plan, array_dir)
+    t0 = time.perf_counter()
+    with _progress_bar(len(x) * len(planned), progress) as bar:
+        partial = sweep(target, plan, x, y, sink=store, progress=bar)
+    store.flush()
+    timings["derivatives"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    methods: dict[str, MethodResult] = {}
+    for mp in plan.methods:
+        part = partial.methods[mp.name]
+        methods[mp.name] = MethodResult(
+            mp.name, part.status, part.reason, values=store.arrays.get(mp.name) if part.status == "ok" else None,
+            outputs=list(mp.outputs), strategy=part.strategy, dtype=part.dtype,
+            seconds=part.seconds if part.status == "ok" else None,
+            first_call_seconds=part.first_call_seconds, calls=part.calls, chunk_points=part.chunk_points,
+            notes=part.notes, path=store.paths.get(mp.name), preview=store.preview.get(mp.name) if part.status == "ok" else None,
+        )
+        if part.status == "ok":
+            timings[mp.name] = part.seconds
+            if mp.name == "finite_difference":  # the steps are a function of the points: recompute, not store
+                methods[mp.name].step = engine.fd_step(flat, mp.scheme, part.dtype, mp.step, spread=plan.spread)
     source = next((k for k in ("jacobian", "finite_difference", "rows") if k in methods and methods[k].status == "ok"), None)
     values, overall, m_outputs, dead = {}, {}, [], []
     if source:
-        src = methods[source]
-        m_outputs = src.outputs
-        values = M.sensitivity_measures(src.values, x.reshape(len(x), -1), y[:, m_outputs])
+        acc = partial.methods[source].measures
+        m_outputs = list(plan.method(source).outputs)
+        values = acc.result(plan.spread)
         overall = {k: M.overall(v, k) for k, v in values.items()}
-        dead = M.dead_inputs(src.values)
+        dead = acc.dead_inputs()
         if len(x) == 1:
             warnings.append("Only one point: the std-scaled measure needs the inputs' spread and is not available.")
-    agreement = _agreement(methods)
+    agreement = None
+    if partial.agreement is not None and all(methods[k].status == "ok" for k in (plan.compared, "finite_difference")):
+        summary = partial.agreement.summary()
+        ad_outputs = list(plan.method(plan.compared).outputs)
+        for w in summary["worst"]:
+            w["output"] = ad_outputs[w["output"]]
+        summary["compared"] = plan.compared
+        summary["dtype"] = target.dtype
+        agreement = {"summary": summary, "outputs": ad_outputs}
     nonfinite = {"outputs": M.nonfinite(y)}
     for name, m in methods.items():
         if m.status == "ok":
-            nonfinite[name] = M.nonfinite(m.values)
+            nonfinite[name] = partial.methods[name].nonfinite.summary()
     timings["measures"] = time.perf_counter() - t0
+    memory = {"budget": plan.budget, "array_bytes": plan.array_bytes, "arrays": plan.arrays,
+              "chunk_points": plan.chunk_points, "peak_rss": _peak_rss()}
 
     return RunResult(
         title=spec.title,
@@ -175,47 +229,10 @@ def compute(spec: Spec, command: list[str] | None = None) -> RunResult:
         dead_inputs=dead,
         warnings=warnings + list(dict.fromkeys(n for m in methods.values() for n in m.notes)),
         timings=timings,
+        memory=memory,
         provenance=_provenance(spec, loaded, points, command),
         spec_text=spec.text,
     )
-
-
-def _method(name: str, blocked: str | None, outputs: list[int], compute_fn) -> MethodResult:
-    from .engine import NotDifferentiableError, _first_line
-
-    if blocked and name != "finite_difference":
-        return MethodResult(name, "failed", blocked, outputs=outputs)
-    try:
-        d = compute_fn()
-    except ComputeError:
-        raise
-    except NotDifferentiableError as exc:
-        return MethodResult(name, "failed", f"TensorFlow found {exc}.", outputs=outputs)
-    except Exception as exc:  # noqa: BLE001 - a method failure is reported, not a crash
-        return MethodResult(name, "failed", f"{type(exc).__name__}: {_first_line(exc)}", outputs=outputs)
-    return MethodResult(
-        name, "ok", values=d.values, outputs=outputs, strategy=d.strategy, dtype=d.dtype, seconds=d.seconds,
-        first_call_seconds=d.first_call_seconds, calls=d.calls, chunk_points=d.chunk_points, notes=d.notes,
-        step=d.step,
-    )
-
-
-def _agreement(methods: dict[str, MethodResult]) -> dict | None:
-    fd = methods.get("finite_difference")
-    if not fd or fd.status != "ok":
-        return None
-    for name in ("jacobian", "rows"):
-        ad = methods.get(name)
-        if ad and ad.status == "ok":
-            dtype = "float32" if "float32" in (ad.dtype, fd.dtype) else "float64"
-            result = M.agreement(ad.values, fd.values[:, ad.outputs, :], M.tolerance(dtype))
-            for w in result["summary"]["worst"]:
-                w["output"] = ad.outputs[w["output"]]
-            result["summary"]["compared"] = name
-            result["summary"]["dtype"] = dtype
-            result["outputs"] = ad.outputs
-            return result
-    return None
 
 
 def _fit_points(points: Points, input_shape: tuple[int, ...]) -> np.ndarray:
@@ -277,6 +294,28 @@ def _row_indices(spec: Spec, output_names: list[str]) -> list[int]:
     return out
 
 
+def _peak_rss() -> int | None:
+    """Peak resident memory of this process so far, in bytes."""
+    try:
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
+    except (ImportError, OSError):  # pragma: no cover - not on Linux
+        return None
+
+
+@contextlib.contextmanager
+def _progress_bar(total: int, enabled: bool):
+    """A tqdm bar on stderr when ``enabled`` and stderr is a terminal; else a no-op callback."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="pt", desc="derivatives", file=sys.stderr, leave=False) as bar:
+        yield bar.update
+
+
 def _version(dist: str) -> str | None:
     try:
         return metadata.version(dist)
@@ -307,6 +346,13 @@ def _provenance(spec: Spec, loaded, points: Points, command: list[str] | None) -
     }
 
 
+def _make_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError("report.dir", f"cannot create the output folder {path}: {exc}") from None
+
+
 def write_outputs(result: RunResult, out_dir: Path, plotlyjs: str = "inline") -> dict[str, Path]:
     """Write report.html, results.json and arrays.npz into ``out_dir``.
 
@@ -317,10 +363,7 @@ def write_outputs(result: RunResult, out_dir: Path, plotlyjs: str = "inline") ->
     from .report import render_report
 
     out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError("report.dir", f"cannot create the output folder {out_dir}: {exc}") from None
+    _make_dir(out_dir)
     t0 = time.perf_counter()
     html = render_report(result, plotlyjs=plotlyjs)
     result.timings["render_report"] = time.perf_counter() - t0
@@ -341,6 +384,11 @@ def write_outputs(result: RunResult, out_dir: Path, plotlyjs: str = "inline") ->
             staged.append((Path(tmp), out_dir / name))
         for tmp, final in staged:
             os.replace(tmp, final)
+        for m in result.methods.values():
+            if m.path is not None and m.path.exists():
+                final = out_dir / m.path.name
+                os.replace(m.path, final)
+                m.path = final
     finally:
         for tmp, _ in staged:
             if tmp.exists():

@@ -163,6 +163,12 @@ SCHEMA: dict[str, Any] = {
                     ],
                     "x-expected": "bytes as a number or a size such as 4GiB or 512MiB",
                 },
+                "arrays": {
+                    "enum": ["auto", "memory", "disk", "none"],
+                    "description": "Keep the full derivative arrays: auto (in memory if they fit), memory, "
+                    "disk (.npy files written chunk by chunk), none (measures streamed).",
+                },
+                "xla": {"type": "boolean", "description": "Compile derivative kernels with XLA (jit_compile)."},
             },
         },
     },
@@ -213,6 +219,8 @@ class Spec:
     report_dir: Path
     plotlyjs: str
     memory_budget: int | None
+    arrays: str = "auto"
+    xla: bool = False
     lines: dict[tuple, int] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -504,7 +512,8 @@ def _build(data: dict, text: str, base: Path, path: Path | None, lines: dict) ->
     jac = methods.get("jacobian", False)
     fd = methods.get("finite_difference", False)
     report = data.get("report", {})
-    budget = data.get("execution", {}).get("memory_budget")
+    execution = data.get("execution", {})
+    budget = execution.get("memory_budget")
     names = data["inputs"].get("names")
     return Spec(
         path=path,
@@ -525,5 +534,7 @@ def _build(data: dict, text: str, base: Path, path: Path | None, lines: dict) ->
         report_dir=(base / report.get("dir", "report")).resolve(),
         plotlyjs=report.get("plotlyjs", "inline"),
         memory_budget=parse_size(budget) if budget is not None else None,
+        arrays=execution.get("arrays", "auto"),
+        xla=bool(execution.get("xla", False)),
         lines=lines,
     )

@@ -92,3 +92,45 @@ def test_dead_inputs():
 def test_tolerance_by_dtype():
     assert M.tolerance("float32") == 2e-3
     assert M.tolerance("float64") == 1e-5
+
+
+def test_chunked_and_merged_accumulators_equal_the_whole():
+    rng = np.random.default_rng(5)
+    jac = rng.normal(size=(50, 3, 4))
+    jac[7, 1, 2] = np.nan
+    x = rng.normal(size=(50, 4))
+    y = rng.normal(size=(50, 3))
+    whole = M.sensitivity_measures(jac, x, y)
+    guard = M.elasticity_guard(y)
+    parts = []
+    for s in range(0, 50, 13):
+        acc = M.MeasureAccumulator(3, 4, guard)
+        acc.update(jac[s:s + 13], x[s:s + 13], y[s:s + 13])
+        parts.append(acc)
+    merged = parts[0]
+    for acc in parts[1:]:
+        merged.merge(acc)
+    for name, values in merged.result(M.input_spread(x)).items():
+        np.testing.assert_allclose(values, whole[name], rtol=1e-12, err_msg=name)
+    ad = jac
+    fd = jac + rng.normal(scale=1e-4, size=jac.shape)
+    full = M.agreement(ad, fd, 1e-3)["summary"]
+    chunks = [M.AgreementAccumulator(1e-3) for _ in range(4)]
+    for c, s in zip(chunks, range(0, 50, 13)):
+        c.update(ad[s:s + 13], fd[s:s + 13], offset=s)
+    for c in chunks[1:]:
+        chunks[0].merge(c)
+    assert chunks[0].summary() == full
+    nf = [M.NonfiniteAccumulator() for _ in range(2)]
+    nf[0].update(jac[:25])
+    nf[1].update(jac[25:], offset=25)
+    assert nf[0].merge(nf[1]).summary() == M.nonfinite(jac)
+
+
+def test_median_from_histogram_is_within_a_quarter_percent():
+    rng = np.random.default_rng(6)
+    ad = np.ones((200, 1, 5))
+    fd = ad + 10 ** rng.uniform(-9, -2, size=ad.shape)
+    s = M.agreement(ad, fd, 1e-3)
+    exact = np.median(s["rel_error"])
+    assert s["summary"]["median_rel_error"] == pytest.approx(exact, rel=2.5e-3)

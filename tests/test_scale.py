@@ -1,0 +1,83 @@
+"""Bounded memory: chunked, streamed and on-disk runs report the same numbers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import EXAMPLES
+
+TABULAR = (EXAMPLES / "tabular").resolve()
+SPEC = f"""\
+model:
+  keras: {TABULAR / 'credit.keras'}
+  output_names: [p_default, p_late]
+inputs:
+  points: {{csv: {TABULAR / 'points.csv'}}}
+methods:
+  jacobian: {{mode: auto}}
+  rows: {{outputs: [p_late]}}
+  finite_difference: {{}}
+"""
+
+
+def run(cli, write_spec, tmp_path, name, execution):
+    spec = write_spec(SPEC + execution, name=f"{name}.yaml")
+    out = tmp_path / name
+    r = cli("run", spec, "--out", out)
+    assert r.exit_code == 0, r.output + r.stderr
+    return json.loads((out / "results.json").read_text()), out
+
+
+def test_streamed_and_disk_runs_match_the_in_memory_run(cli, write_spec, tmp_path):
+    whole, whole_out = run(cli, write_spec, tmp_path, "memory", "")
+    streamed, streamed_out = run(cli, write_spec, tmp_path, "none", "execution: {memory_budget: 8KiB}\n")
+    disk, disk_out = run(cli, write_spec, tmp_path, "disk", "execution: {memory_budget: 8KiB, arrays: disk}\n")
+
+    assert whole["memory"]["arrays"] == "memory" and whole["memory"]["chunk_points"] == 40
+    assert streamed["memory"]["arrays"] == "none" and streamed["memory"]["chunk_points"] < 10
+    assert disk["memory"]["arrays"] == "disk"
+    assert any("not kept (measures computed by streaming" in w for w in streamed["warnings"])
+    assert streamed["methods"]["jacobian"]["model_calls"] > 4
+
+    # the float32 model itself rounds differently for different batch sizes (oneDNN
+    # blocking), so values agree to float32 rounding, not bit for bit
+    for other in (streamed, disk):
+        for measure, values in whole["measures"]["values"].items():
+            for output, row in values["per_output"].items():
+                got = other["measures"]["values"][measure]["per_output"][output]
+                np.testing.assert_allclose([got[k] for k in row], list(row.values()), rtol=1e-6, err_msg=measure)
+        assert other["rankings"] == whole["rankings"]
+        a, b = other["agreement"], whole["agreement"]
+        assert a["entries"] == b["entries"] and a["share_within_tolerance"] == b["share_within_tolerance"]
+        assert a["max_rel_error"] == pytest.approx(b["max_rel_error"], rel=1e-3)
+        assert [(w["point"], w["output"], w["input"]) for w in a["worst"]] == \
+               [(w["point"], w["output"], w["input"]) for w in b["worst"]]
+
+    memory_arrays = np.load(whole_out / "arrays.npz")
+    streamed_arrays = np.load(streamed_out / "arrays.npz")
+    assert "jacobian" in memory_arrays and "jacobian" not in streamed_arrays
+    assert streamed["methods"]["jacobian"]["array"] is None
+    for name in ("jacobian", "rows", "finite_difference"):
+        on_disk = np.load(disk_out / f"{name}.npy", mmap_mode="r")
+        np.testing.assert_allclose(on_disk, memory_arrays[name], rtol=1e-5, atol=1e-7)
+        assert disk["methods"][name]["array"] == f"{name}.npy"
+    assert not [p for p in disk_out.iterdir() if p.name.startswith(".")]  # staging cleaned up
+
+
+def test_arrays_memory_that_cannot_fit_is_a_clear_error(cli, write_spec, tmp_path):
+    spec = write_spec(SPEC + "execution: {memory_budget: 8KiB, arrays: memory}\n")
+    r = cli("run", spec, "--out", tmp_path / "out")
+    assert r.exit_code == 3
+    assert "execution.arrays: keeping the derivative arrays in memory needs" in r.stderr
+    assert not (tmp_path / "out" / "report.html").exists()
+
+
+def test_failed_disk_run_leaves_no_arrays_behind(cli, write_spec, functions_py, tmp_path):
+    spec = write_spec("model: {callable: f.py:broken}\ninputs: {points: {values: [[1, 2]]}}\n"
+                      "methods: {jacobian: {}}\nexecution: {arrays: disk}\n", f__py=functions_py)
+    out = tmp_path / "out"
+    assert cli("run", spec, "--out", out).exit_code == 2
+    assert list(out.iterdir()) == []
