@@ -267,15 +267,20 @@ class Target:
         self._kernels[key] = compiled
         return compiled
 
-    def evaluate(self, points: np.ndarray, dtype: str | None = None, chunk_rows: int = MAX_ROWS_PER_CALL) -> np.ndarray:
-        """Outputs ``[P, m]`` at flat points ``[P, n]``."""
+    def evaluate(self, points: np.ndarray, dtype: str | None = None, memory_budget: int | None = None) -> np.ndarray:
+        """Outputs ``[P, m]`` at flat points ``[P, n]``, in calls that fit ``memory_budget``."""
         tf = _tf()
         dtype = dtype or self.dtype
-        x = np.asarray(points, dtype=dtype).reshape(len(points), self.n)
+        x = np.asarray(points).reshape(len(points), self.n)  # converted chunk by chunk below
         fn = self._kernel("evaluate", dtype)
+        chunk_rows = MAX_ROWS_PER_CALL
+        if self.output_shape is not None or memory_budget is not None:
+            if self.output_shape is None:
+                self.evaluate(x[:1], dtype)
+            chunk_rows, _ = plan_chunks(1, self.row_bytes(dtype), len(x), memory_budget or default_memory_budget())
         outs = []
         for start in range(0, len(x), max(1, chunk_rows)):
-            chunk = x[start : start + chunk_rows]
+            chunk = np.asarray(x[start : start + chunk_rows], dtype=dtype)
             if self._eager:
                 outs.append(self._eager_eval(chunk))
             else:

@@ -59,6 +59,18 @@ def _ratio(total: np.ndarray, count: np.ndarray) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
+#: Values per block of the accumulators' float64 temporaries (8 MiB each).
+BLOCK_VALUES = 1 << 20
+
+
+def _blocks(shape: tuple[int, ...]):
+    """Slices over axis 1 (outputs) of a ``[b, k, n]`` array, each about BLOCK_VALUES values."""
+    b, k, n = shape
+    step = max(1, BLOCK_VALUES // max(1, b * n))
+    for start in range(0, k, step):
+        yield slice(start, min(k, start + step))
+
+
 class MeasureAccumulator:
     """Streaming sums behind every measure, fed one chunk of points at a time.
 
@@ -84,22 +96,30 @@ class MeasureAccumulator:
         self.max_abs = np.zeros(n)
 
     def update(self, jac: np.ndarray, points: np.ndarray, outputs: np.ndarray) -> None:
-        """Add ``jac [b, k, n]`` at ``points [b, n]`` with ``outputs [b, k]``."""
+        """Add ``jac [b, k, n]`` at ``points [b, n]`` with ``outputs [b, k]``.
+
+        Works through blocks of outputs so that its float64 temporaries stay near
+        ``BLOCK_VALUES`` values whatever the chunk's size.
+        """
+        for rows in _blocks(jac.shape):
+            self._update(jac[:, rows], points, outputs[:, rows], rows)
+
+    def _update(self, jac: np.ndarray, points: np.ndarray, outputs: np.ndarray, rows: slice) -> None:
         j = np.asarray(jac, dtype=np.float64)
         finite = np.isfinite(j)
         jz = np.where(finite, j, 0.0)
-        self.sum_abs += np.abs(jz).sum(0)
-        self.sum_sq += (jz**2).sum(0)
-        self.count += finite.sum(0)
-        self.positive += (jz > 0).sum(0)
+        self.sum_abs[rows] += np.abs(jz).sum(0)
+        self.sum_sq[rows] += (jz**2).sum(0)
+        self.count[rows] += finite.sum(0)
+        self.positive[rows] += (jz > 0).sum(0)
         self.max_abs = np.maximum(self.max_abs, np.abs(jz).max(axis=(0, 1), initial=0.0))
         y = np.asarray(outputs, dtype=np.float64)
-        usable = np.isfinite(y) & (np.abs(y) > np.maximum(self.guard, np.finfo(np.float64).tiny))
+        usable = np.isfinite(y) & (np.abs(y) > np.maximum(self.guard[rows], np.finfo(np.float64).tiny))
         with np.errstate(invalid="ignore", divide="ignore"):
             e = np.abs(jz * np.asarray(points, dtype=np.float64)[:, None, :] / np.where(usable, y, 1.0)[:, :, None])
         ok = finite & usable[:, :, None] & np.isfinite(e)
-        self.sum_elastic += np.where(ok, e, 0.0).sum(0)
-        self.count_elastic += ok.sum(0)
+        self.sum_elastic[rows] += np.where(ok, e, 0.0).sum(0)
+        self.count_elastic[rows] += ok.sum(0)
 
     def merge(self, other: "MeasureAccumulator") -> "MeasureAccumulator":
         """Add another accumulator's sums (e.g. from another worker) into this one."""
@@ -131,9 +151,18 @@ def elasticity_guard(outputs: np.ndarray) -> np.ndarray:
 
 
 def input_spread(points: np.ndarray) -> np.ndarray:
-    """Each input's standard deviation over the points; NaN with a single point."""
-    x = np.asarray(points, dtype=np.float64)
-    return x.std(axis=0) if len(x) > 1 else np.full(x.shape[1], np.nan)
+    """Each input's standard deviation over the points (ddof 0); NaN with a single point.
+
+    Two passes over blocks of points, so no temporary as large as ``points`` is made.
+    """
+    x = np.asarray(points)
+    p, n = x.shape
+    if p < 2:
+        return np.full(n, np.nan)
+    step = max(1, BLOCK_VALUES // max(1, n))
+    mean = sum(x[s : s + step].sum(0, dtype=np.float64) for s in range(0, p, step)) / p
+    ss = sum(((x[s : s + step] - mean) ** 2).sum(0) for s in range(0, p, step))
+    return np.sqrt(ss / p)
 
 
 def sensitivity_measures(jac: np.ndarray, points: np.ndarray, outputs: np.ndarray) -> dict[str, np.ndarray]:
@@ -222,6 +251,10 @@ class AgreementAccumulator:
 
     def update(self, ad: np.ndarray, fd: np.ndarray, offset: int = 0) -> None:
         """Add ``ad`` and ``fd`` ``[b, k, n]`` for points ``offset .. offset + b``."""
+        for rows in _blocks(ad.shape):
+            self._update(ad[:, rows], fd[:, rows], offset, rows.start)
+
+    def _update(self, ad: np.ndarray, fd: np.ndarray, offset: int, first_output: int) -> None:
         ad = np.asarray(ad, dtype=np.float64)
         fd = np.asarray(fd, dtype=np.float64)
         abs_err = np.abs(fd - ad)
@@ -248,7 +281,7 @@ class AgreementAccumulator:
             cand = np.argpartition(-flat, take - 1)[:take]
             for f in cand:
                 p, i, j = (int(v) for v in np.unravel_index(f, rel.shape))
-                self.worst.append({"point": p + offset, "output": i, "input": j, "ad": float(ad[p, i, j]),
+                self.worst.append({"point": p + offset, "output": i + first_output, "input": j, "ad": float(ad[p, i, j]),
                                    "fd": float(fd[p, i, j]), "abs_error": float(abs_err[p, i, j]),
                                    "rel_error": float(rel[p, i, j])})
             self._trim()

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 
 RESULTS_SCHEMA_VERSION = 1
+#: Names per ranking list in results.json.
+RANKING_TOP = 100
 
 
 @dataclass
@@ -94,15 +96,18 @@ class RunResult:
         out += [f"{v['count']} non-finite value(s) in {k}" for k, v in self.nonfinite.items() if v["count"]]
         return out
 
-    def rankings(self) -> dict[str, dict[str, list[str]]]:
-        """For each measure: input names from most to least sensitive, overall and per output."""
+    def rankings(self, top: int | None = RANKING_TOP) -> dict[str, dict[str, list[str]]]:
+        """For each measure: input names from most to least sensitive, overall and per output.
+
+        At most ``top`` names per list (the full order follows from the measures).
+        """
         from .measures import ranking
 
         out: dict[str, dict[str, Any]] = {}
         for name, values in self.measures.items():
-            per_output = {self.output_names[o]: [self.input_names[j] for j in ranking(values[k])]
+            per_output = {self.output_names[o]: [self.input_names[j] for j in ranking(values[k])[:top]]
                           for k, o in enumerate(self.measure_outputs)}
-            out[name] = {"overall": [self.input_names[j] for j in ranking(self.overall[name])],
+            out[name] = {"overall": [self.input_names[j] for j in ranking(self.overall[name])[:top]],
                          "per_output": per_output}
         return out
 

@@ -113,7 +113,8 @@ def compute(
     input_names = _input_names(spec, points, target.input_shape)
     t0 = time.perf_counter()
     try:
-        y = target.evaluate(x).astype(np.float64)
+        y = target.evaluate(x, memory_budget=(spec.memory_budget or engine.default_memory_budget()) // 2)
+        y = y.astype(np.float64)
     except Exception as exc:  # noqa: BLE001 - user models fail in many ways
         raise InputError(
             f"model.{spec.model.kind}",
