@@ -1,8 +1,8 @@
 """The command line: parse arguments, call the library, map errors to exit codes.
 
-Exit codes: 0 success; 2 bad spec or input; 3 a computation failed (a method failed
-or produced NaN/Inf; the report is written and says which) or could not run (memory);
-4 an unexpected internal error.
+Exit codes: 0 success; 1 a check failed (``--fail-on warn``: or warned); 2 bad spec or
+input; 3 a computation failed (a method failed; the report is written and says which)
+or could not run (memory); 4 an unexpected internal error.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import traceback
 
 import click
 
-from .errors import EXIT_COMPUTE_FAILED, EXIT_INTERNAL, SensreportError
+from .errors import EXIT_CHECK_FAILED, EXIT_COMPUTE_FAILED, EXIT_INTERNAL, SensreportError
+from .spec import MEASURES
 
 
 def _fail(exc: BaseException, debug: bool) -> None:
@@ -41,10 +42,18 @@ def main() -> None:
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--out", "-o", type=click.Path(file_okay=False), help="Output folder (default: the spec's report.dir).")
 @click.option("--plotlyjs", type=click.Choice(["inline", "cdn"]), help="Embed plotly.js (inline, works offline) or load it from a CDN.")
+@click.option("--baseline", type=click.Path(dir_okay=False), help="A previous run's results.json to compare with.")
+@click.option("--fail-on", type=click.Choice(["fail", "warn"]), default="fail", show_default=True,
+              help="Exit 1 on failing checks only, or on warnings too.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors and the final one-line summary.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
-def run(spec: str, out: str | None, plotlyjs: str | None, quiet: bool, debug: bool) -> None:
-    """Run SPEC and write report.html, results.json and arrays.npz."""
+def run(spec: str, out: str | None, plotlyjs: str | None, baseline: str | None, fail_on: str, quiet: bool,
+        debug: bool) -> None:
+    """Run SPEC and write report.html, results.json and arrays.npz.
+
+    Exit codes: 0 success, 1 a check failed, 2 bad spec or input, 3 a computation
+    failed, 4 internal error.
+    """
     from .runner import run as run_spec
     from .spec import load_spec
 
@@ -53,18 +62,24 @@ def run(spec: str, out: str | None, plotlyjs: str | None, quiet: bool, debug: bo
         parsed = load_spec(spec)
         if not quiet:
             click.echo(f"sensreport: running {spec}", err=True)
-        result = run_spec(parsed, out, plotlyjs=plotlyjs, command=["sensreport", *sys.argv[1:]], progress=not quiet)
+        result = run_spec(parsed, out, plotlyjs=plotlyjs, command=["sensreport", *sys.argv[1:]],
+                          progress=not quiet, baseline=baseline)
     except Exception as exc:  # noqa: BLE001 - mapped to a message and an exit code
         _fail(exc, debug)
         return
-    where = out or str(parsed.report_dir)
     elapsed = time.perf_counter() - started
     methods = ", ".join(f"{k} {m.status}" for k, m in result.methods.items())
-    click.echo(f"sensreport: {result.status}: {methods}; wrote {where}/report.html in {elapsed:.1f} s")
-    if result.status != "ok":
-        for line in result.problems():
-            click.echo(f"  {line}", err=True)
+    counts = {s: sum(c["status"] == s for c in result.checks) for s in ("pass", "warn", "fail", "error")}
+    checks = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "none"
+    click.echo(f"sensreport: {result.status}: {methods}; checks: {checks}; wrote {result.out_dir}/report.html "
+               f"in {elapsed:.1f} s")
+    for c in result.checks:
+        if c["status"] != "pass" and not (quiet and c["status"] == "warn"):
+            click.echo(f"  {c['status'].upper()} {c['id']}: {c['message']}", err=True)
+    if any(m.status != "ok" for m in result.methods.values()):
         sys.exit(EXIT_COMPUTE_FAILED)
+    if counts["fail"] or (fail_on == "warn" and counts["warn"]):
+        sys.exit(EXIT_CHECK_FAILED)
 
 
 @main.command()
@@ -82,6 +97,45 @@ def validate(spec: str, debug: bool) -> None:
     methods = [m for m, on in (("jacobian", parsed.jacobian_mode), ("rows", parsed.rows_outputs),
                                ("finite_difference", parsed.fd_scheme)) if on]
     click.echo(f"{spec}: valid ({parsed.model.kind} model, {parsed.points.kind} points, methods: {', '.join(methods)})")
+
+
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--out", "-o", type=click.Path(dir_okay=False), help="Index page to write (default: FOLDER/index.html).")
+@click.option("--measure", type=click.Choice(list(MEASURES)), default="mean_abs", show_default=True,
+              help="Measure whose top inputs are drawn over time.")
+@click.option("--plotlyjs", type=click.Choice(["inline", "cdn"]), default="inline", show_default=True)
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+def history(folder: str, out: str | None, measure: str, plotlyjs: str, debug: bool) -> None:
+    """Build an index page over every run found below FOLDER."""
+    from .history import find_runs, write_history
+
+    try:
+        path = write_history(folder, out, measure, plotlyjs)
+        count = len(find_runs(folder))
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc, debug)
+        return
+    click.echo(f"sensreport: {count} run{'s' if count != 1 else ''}; wrote {path}")
+
+
+@main.command()
+@click.argument("a", type=click.Path())
+@click.argument("b", type=click.Path())
+@click.option("--out", "-o", type=click.Path(dir_okay=False), default="comparison.html", show_default=True)
+@click.option("--measure", type=click.Choice(list(MEASURES)), default="mean_abs", show_default=True)
+@click.option("--plotlyjs", type=click.Choice(["inline", "cdn"]), default="inline", show_default=True)
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+def compare(a: str, b: str, out: str, measure: str, plotlyjs: str, debug: bool) -> None:
+    """Compare run A (before) with run B (after): each a run folder or its results.json."""
+    from .history import write_comparison
+
+    try:
+        path = write_comparison(a, b, out, measure, plotlyjs)
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc, debug)
+        return
+    click.echo(f"sensreport: wrote {path}")
 
 
 @main.command()

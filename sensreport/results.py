@@ -82,6 +82,9 @@ class RunResult:
     memory: dict[str, Any]
     provenance: dict[str, Any]
     spec_text: str = ""
+    checks: list[dict[str, Any]] = field(default_factory=list)  # see sensreport.checks
+    baseline: dict[str, Any] | None = None  # comparison with a previous run, if any
+    out_dir: Path | None = None  # where the outputs were written
 
     @property
     def status(self) -> str:
@@ -89,6 +92,13 @@ class RunResult:
         failed = any(m.status != "ok" for m in self.methods.values())
         bad = any(v["count"] for v in self.nonfinite.values())
         return "incomplete" if failed or bad else "ok"
+
+    @property
+    def check_status(self) -> str:
+        """The worst check status: ``fail``, ``error``, ``warn`` or ``pass``."""
+        from .checks import STATUSES
+
+        return next((s for s in STATUSES if any(c["status"] == s for c in self.checks)), "pass")
 
     def problems(self) -> list[str]:
         """One sentence per failed method or non-finite array, for the CLI's summary."""
@@ -124,7 +134,9 @@ class RunResult:
         return {
             "schema_version": RESULTS_SCHEMA_VERSION,
             "status": self.status,
+            "check_status": self.check_status,
             "problems": self.problems(),
+            "checks": self.checks,
             "title": self.title,
             "model": self.model,
             "inputs": {"names": self.input_names, "shape": self.input_shape},
@@ -136,6 +148,7 @@ class RunResult:
             "agreement": self.agreement["summary"] if self.agreement else None,
             "nonfinite": self.nonfinite,
             "dead_inputs": [self.input_names[j] for j in self.dead_inputs],
+            "baseline": self.baseline,
             "warnings": self.warnings,
             "timings": self.timings,
             "memory": self.memory,

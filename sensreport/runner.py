@@ -7,6 +7,7 @@ API both call :func:`run`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -25,7 +26,9 @@ from . import measures as M
 from .errors import ComputeError, InputError
 from .points import Points, index_names, load_points
 from .results import MethodResult, RunResult
-from .spec import Spec, load_spec, parse_spec
+from .spec import Spec, default_checks, load_spec, parse_spec
+from .checks import compare, load_baseline
+from .checks import evaluate as evaluate_checks
 from .sweep import ArrayStore, MethodPlan, make_plan, sweep
 
 
@@ -37,6 +40,7 @@ def run(
     write: bool = True,
     command: list[str] | None = None,
     progress: bool = False,
+    baseline: str | os.PathLike | None = None,
 ) -> RunResult:
     """Run a spec end to end and (with ``write=True``) write its outputs.
 
@@ -46,11 +50,15 @@ def run(
         A validated :class:`Spec`, a path to a YAML spec, or a spec mapping (relative
         paths then resolve against the working directory).
     out : path, optional
-        Output folder; default the spec's ``report.dir``.
+        Output folder; default the spec's ``report.dir``. ``{date}``, ``{time}`` and
+        ``{datetime}`` in it are filled in; a ``latest`` link beside the first
+        templated folder is moved to the new run after a successful write.
     plotlyjs : {"inline", "cdn"}, optional
         Overrides ``report.plotlyjs``.
     progress : bool
         Show a progress bar on stderr when it is a terminal.
+    baseline : path, optional
+        A previous run's results.json to compare with (overrides ``checks.baseline.path``).
 
     Returns
     -------
@@ -62,7 +70,11 @@ def run(
         spec = parse_spec(spec, base_dir=Path.cwd())
     elif not isinstance(spec, Spec):
         spec = load_spec(spec)
-    out_dir = Path(out) if out else spec.report_dir
+    if baseline is not None:
+        spec = dataclasses.replace(spec, checks=default_checks(spec.raw.get("checks"), Path.cwd(), baseline))
+    baseline_doc = _baseline(spec)
+    now = _dt.datetime.now()
+    out_dir, latest = expand_out(Path(out) if out else spec.report_dir, now)
     staging = None
     if spec.arrays == "disk":
         # .npy arrays are written chunk by chunk into a hidden folder beside the outputs
@@ -72,8 +84,12 @@ def run(
         staging = Path(tempfile.mkdtemp(prefix=".arrays.", dir=out_dir if write else None))
     try:
         result = compute(spec, command=command, array_dir=staging, progress=progress)
+        apply_checks(result, spec.checks, baseline_doc)
         if write:
             write_outputs(result, out_dir, plotlyjs or spec.plotlyjs)
+            result.out_dir = out_dir
+            if latest is not None:
+                point_latest(latest, out_dir)
     finally:
         if staging is not None and write:
             shutil.rmtree(staging, ignore_errors=True)
@@ -157,7 +173,9 @@ def compute(
     if spec.fd_scheme:
         planned.append(MethodPlan("finite_difference", tuple(range(target.m)), 8, scheme=spec.fd_scheme, step=spec.fd_step))
     flat = x.reshape(len(x), -1)
-    plan = make_plan(planned, flat, y, budget=budget, arrays=spec.arrays, ad_dtype=target.dtype)
+    fd_check = spec.checks.get("fd_vs_ad") or {}
+    plan = make_plan(planned, flat, y, budget=budget, arrays=spec.arrays, ad_dtype=target.dtype,
+                     rtol=fd_check.get("max_rel_error"))
     if plan.arrays != "memory":
         warnings.append(plan.describe())
     store = ArrayStore(plan, array_dir)
@@ -234,6 +252,63 @@ def compute(
         provenance=_provenance(spec, loaded, points, command),
         spec_text=spec.text,
     )
+
+
+def _baseline(spec: Spec) -> dict | None:
+    cfg = spec.checks.get("baseline")
+    if not cfg or cfg.get("path") is None or not Path(cfg["path"]).exists():
+        return None  # a missing baseline (e.g. the first scheduled run) is reported by the check
+    return load_baseline(Path(cfg["path"]))
+
+
+def apply_checks(result: RunResult, config: dict, baseline_doc: dict | None) -> None:
+    """Compare with the baseline and evaluate the checks; store both on ``result``."""
+    doc = result.to_dict()
+    cfg = config.get("baseline")
+    comparison = None
+    if cfg and cfg.get("path") is not None:
+        if baseline_doc is None:
+            comparison = {"error": f"baseline not found: {cfg['path']}"}
+        else:
+            comparison = compare(doc, baseline_doc, cfg["measure"], cfg["top_k"])
+            comparison["path"] = str(cfg["path"])
+    if config.get("fd_vs_ad") and not config["fd_vs_ad"].get("explicit") and doc.get("agreement") is None:
+        config = {k: v for k, v in config.items() if k != "fd_vs_ad"}  # the default check needs both methods
+    result.baseline = comparison
+    result.checks = [c.to_dict() for c in evaluate_checks(config, doc, comparison)]
+
+
+PLACEHOLDERS = ("{date}", "{time}", "{datetime}")
+
+
+def expand_out(path: Path, now: _dt.datetime) -> tuple[Path, Path | None]:
+    """Fill ``{date}``, ``{time}``, ``{datetime}`` in ``path``; return it and where ``latest`` goes.
+
+    ``latest`` is a link beside the first folder that holds a placeholder
+    (``reports/{date}/credit`` -> ``reports/latest`` pointing at ``<date>``); None when
+    the path has no placeholder.
+    """
+    values = {"date": now.strftime("%Y-%m-%d"), "time": now.strftime("%H%M%S"),
+              "datetime": now.strftime("%Y-%m-%dT%H%M%S")}
+    parts = path.parts
+    first = next((i for i, part in enumerate(parts) if any(p in part for p in PLACEHOLDERS)), None)
+    try:
+        expanded = Path(*(part.format(**values) if any(p in part for p in PLACEHOLDERS) else part for part in parts))
+    except (KeyError, IndexError, ValueError) as exc:
+        raise InputError("report.dir", f"{path}: only {{date}}, {{time}} and {{datetime}} can be filled in ({exc})") from None
+    if first is None:
+        return expanded, None
+    return expanded, Path(*parts[:first]) / "latest"
+
+
+def point_latest(latest: Path, out_dir: Path) -> None:
+    """Atomically make ``latest`` a relative link to ``out_dir``'s folder at its level."""
+    target = Path(os.path.relpath(out_dir, latest.parent)).parts[0]
+    tmp = latest.parent / f".latest.{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(target, tmp)
+    os.replace(tmp, latest)
 
 
 def _fit_points(points: Points, input_shape: tuple[int, ...]) -> np.ndarray:

@@ -152,6 +152,53 @@ SCHEMA: dict[str, Any] = {
                 "plotlyjs": {"enum": ["inline", "cdn"]},
             },
         },
+        "checks": {
+            "type": "object",
+            "description": "Checks with thresholds and severities; the CLI exits 1 when one fails.",
+            "additionalProperties": False,
+            "properties": {
+                "fd_vs_ad": {
+                    "anyOf": [{"const": False}, {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "max_rel_error": {"type": "number", "exclusiveMinimum": 0},
+                            "min_share": {"type": "number", "minimum": 0, "maximum": 1},
+                            "severity": {"enum": ["fail", "warn"]},
+                        },
+                    }],
+                    "x-expected": "false or a mapping with max_rel_error, min_share, severity",
+                },
+                "nonfinite": {
+                    "anyOf": [{"const": False}, {
+                        "type": "object", "additionalProperties": False,
+                        "properties": {"severity": {"enum": ["fail", "warn"]}},
+                    }],
+                    "x-expected": "false or a mapping with severity",
+                },
+                "dead_inputs": {
+                    "anyOf": [{"const": False}, {
+                        "type": "object", "additionalProperties": False,
+                        "properties": {"max_count": {"type": "integer", "minimum": 0},
+                                       "severity": {"enum": ["fail", "warn"]}},
+                    }],
+                    "x-expected": "false or a mapping with max_count, severity",
+                },
+                "baseline": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "path": {"type": "string", "description": "A previous run's results.json."},
+                        "measure": {"enum": list(MEASURES)},
+                        "max_rel_change": {"type": "number", "minimum": 0},
+                        "top_k": {"type": "integer", "minimum": 1},
+                        "max_top_k_changes": {"type": "integer", "minimum": 0},
+                        "min_rank_correlation": {"type": "number", "minimum": -1, "maximum": 1},
+                        "severity": {"enum": ["fail", "warn"]},
+                    },
+                },
+            },
+        },
         "execution": {
             "type": "object",
             "additionalProperties": False,
@@ -173,6 +220,38 @@ SCHEMA: dict[str, Any] = {
         },
     },
 }
+
+
+CHECK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "fd_vs_ad": {"max_rel_error": None, "min_share": 0.99, "severity": "fail"},
+    "nonfinite": {"severity": "fail"},
+    "dead_inputs": {"max_count": 0, "severity": "warn"},
+    "baseline": {"path": None, "measure": "mean_abs", "max_rel_change": 0.25, "top_k": 5,
+                 "max_top_k_changes": 0, "min_rank_correlation": None, "severity": "fail"},
+}
+
+
+def default_checks(given: dict[str, Any] | None, base: Path, baseline: str | Path | None = None) -> dict[str, Any]:
+    """The checks to run: the spec's, with defaults filled in.
+
+    ``nonfinite`` (fail), ``dead_inputs`` (warn) and ``fd_vs_ad`` (fail; only when both
+    methods ran, unless the spec asks for it) are on unless set to ``false``. The
+    baseline check runs when a path is given, in the spec or as ``baseline``.
+    """
+    given = dict(given or {})
+    out: dict[str, Any] = {}
+    for name, defaults in CHECK_DEFAULTS.items():
+        value = given.get(name, {} if name != "baseline" else None)
+        if value is False or (name == "baseline" and value is None and baseline is None):
+            continue
+        cfg = {**defaults, **(value or {})}
+        if name == "fd_vs_ad":
+            cfg["explicit"] = name in given
+        if name == "baseline":
+            path = baseline if baseline is not None else cfg["path"]
+            cfg["path"] = (base / path).resolve() if path is not None else None
+        out[name] = cfg
+    return out
 
 
 @dataclass(frozen=True)
@@ -221,6 +300,7 @@ class Spec:
     memory_budget: int | None
     arrays: str = "auto"
     xla: bool = False
+    checks: dict[str, Any] = field(default_factory=dict)
     lines: dict[tuple, int] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -536,5 +616,6 @@ def _build(data: dict, text: str, base: Path, path: Path | None, lines: dict) ->
         memory_budget=parse_size(budget) if budget is not None else None,
         arrays=execution.get("arrays", "auto"),
         xla=bool(execution.get("xla", False)),
+        checks=default_checks(data.get("checks"), base),
         lines=lines,
     )

@@ -72,12 +72,14 @@ def make_plan(
     budget: int,
     arrays: str = "auto",
     ad_dtype: str = "float32",
+    rtol: float | None = None,
 ) -> Plan:
     """Estimate memory and decide storage and chunk size.
 
     ``arrays='auto'`` keeps the arrays in memory when they take at most half the budget
     and otherwise keeps none; ``memory`` insists (and fails with a clear message when
-    they cannot fit); ``disk`` writes them chunk by chunk to ``.npy`` files.
+    they cannot fit); ``disk`` writes them chunk by chunk to ``.npy`` files. ``rtol``
+    is the FD-vs-AD tolerance (default by the dtype, see :func:`measures.tolerance`).
     """
     p, n = points.shape
     per_point = sum(len(m.outputs) * n * m.itemsize for m in methods)
@@ -106,7 +108,7 @@ def make_plan(
         array_bytes=int(total),
         spread=M.input_spread(points),
         guard=M.elasticity_guard(outputs),
-        rtol=M.tolerance(ad_dtype) if compared else None,
+        rtol=(rtol or M.tolerance(ad_dtype)) if compared else None,
         compared=compared,
     )
 

@@ -179,19 +179,25 @@ def test_jacobian_too_large_for_memory_exits_3_and_names_the_key(cli, write_spec
     assert "execution.memory_budget" in r.stderr
 
 
-def test_nonfinite_derivatives_are_reported_with_location_and_exit_3(cli, write_spec, functions_py, tmp_path):
-    spec = write_spec(
-        "model: {callable: f.py:nan_at_zero}\ninputs: {points: {values: [[0.0, 4.0]]}}\nmethods: {jacobian: {}}\n",
-        f__py=functions_py)
+def test_nonfinite_derivatives_fail_their_check_with_location(cli, write_spec, functions_py, tmp_path):
+    text = "model: {callable: f.py:nan_at_zero}\ninputs: {points: {values: [[0.0, 4.0]]}}\nmethods: {jacobian: {}}\n"
+    spec = write_spec(text, f__py=functions_py)
     r = cli("run", spec, "--out", tmp_path / "out")
-    assert r.exit_code == 3
+    assert r.exit_code == 1  # the default nonfinite check has severity fail
     # d sqrt(x0)/dx0 at 0 is inf; TensorFlow's chain rule also gives 0 * inf = NaN for
     # d sqrt(x0)/dx1: both are reported where they are, not hidden
-    assert "2 non-finite value(s) in jacobian" in r.stderr
+    assert "FAIL nonfinite: NaN/Inf values: 2 in jacobian (first at [[0, 0, 0]])" in r.stderr
     results, arrays = load(tmp_path / "out")
-    assert results["status"] == "incomplete"
+    assert results["status"] == "incomplete" and results["check_status"] == "fail"
     assert results["nonfinite"]["jacobian"] == {"count": 2, "nan": 1, "inf": 1, "locations": [[0, 0, 0], [0, 0, 1]]}
     assert arrays["jacobian"][0, 1, 1] == pytest.approx(0.25)
+    check = next(c for c in results["checks"] if c["id"] == "nonfinite")
+    assert check == {"id": "nonfinite", "status": "fail", "value": 2, "threshold": 0, "severity": "fail",
+                     "message": "NaN/Inf values: 2 in jacobian (first at [[0, 0, 0]])"}
+
+    warn = write_spec(text + "checks: {nonfinite: {severity: warn}}\n", name="warn.yaml")
+    assert cli("run", warn, "--out", tmp_path / "w").exit_code == 0
+    assert cli("run", warn, "--out", tmp_path / "w", "--fail-on", "warn").exit_code == 1
 
 
 def test_autodiff_of_a_blackbox_fails_honestly_while_fd_runs(cli, write_spec, functions_py, tmp_path):
@@ -206,7 +212,7 @@ def test_autodiff_of_a_blackbox_fails_honestly_while_fd_runs(cli, write_spec, fu
     assert "jacobian" not in arrays
     np.testing.assert_allclose(arrays["finite_difference"][0], np.diag(np.cos([0.5, 1.0])), rtol=1e-8)
     assert results["measures"]["source"] == "finite_difference"
-    assert "jacobian failed" in (tmp_path / "out" / "report.html").read_text()
+    assert "PyFunc" in (tmp_path / "out" / "report.html").read_text()  # the report gives the reason
 
 
 def test_failed_run_leaves_previous_report_intact(cli, write_spec, functions_py, tmp_path):

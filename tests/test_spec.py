@@ -145,7 +145,7 @@ def test_sizes():
 def test_schema_is_json_and_documents_every_top_level_key():
     doc = json.loads(json.dumps(schema()))
     assert set(doc["properties"]) == {"version", "title", "description", "model", "inputs", "methods",
-                                      "sensitivity", "report", "execution"}
+                                      "sensitivity", "report", "checks", "execution"}
 
 
 def test_readme_documents_every_spec_key():

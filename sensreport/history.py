@@ -1,0 +1,171 @@
+"""Runs over time: an index page of every run in a folder, and a comparison of two runs.
+
+Both read only ``results.json`` files (never the arrays), so they stay fast and small
+however large the runs were.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .checks import compare, load_baseline
+from .errors import InputError
+from .measures import DEFINITIONS
+
+#: Inputs whose measure is drawn over time (the top ones of the newest run).
+TREND_INPUTS = 8
+
+
+@dataclass
+class Run:
+    path: Path  # the run's folder
+    doc: dict[str, Any]
+
+    @property
+    def created(self) -> str:
+        return self.doc.get("provenance", {}).get("created") or ""
+
+
+def find_runs(folder: Path) -> list[Run]:
+    """Every run below ``folder`` (a folder holding results.json), oldest first.
+
+    Links (such as ``latest``) are not followed, so no run is listed twice.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("DIR", f"not a folder: {folder}")
+    runs = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (Path(root) / d).is_symlink())
+        if "results.json" in files:
+            try:
+                doc = load_baseline(Path(root) / "results.json", key="DIR")
+            except InputError:
+                continue  # not a sensreport result: skip it
+            runs.append(Run(Path(root), doc))
+    return sorted(runs, key=lambda r: (r.created, str(r.path)))
+
+
+def build_history(runs: list[Run], folder: Path, measure: str = "mean_abs") -> dict[str, Any]:
+    """The index page's structure: a table of runs and trend figures of the top inputs."""
+    rows = []
+    for run in reversed(runs):  # newest first in the table
+        d = run.doc
+        report = run.path / "report.html"
+        rows.append({
+            "created": run.created,
+            "title": d.get("title", ""),
+            "link": os.path.relpath(report.resolve(), Path(folder).resolve()) if report.exists() else None,
+            "model_sha256": (d.get("provenance", {}).get("model_sha256") or "")[:12],
+            "status": d.get("status"),
+            "check_status": d.get("check_status", "pass"),
+            "failed": [c["id"] for c in d.get("checks", []) if c["status"] in ("fail", "error")],
+            "points": d.get("points"),
+            "top": (d.get("rankings", {}).get(measure, {}).get("overall") or [])[:3],
+        })
+    figures = {}
+    newest = runs[-1].doc if runs else None
+    if newest and measure in newest.get("measures", {}).get("values", {}):
+        top = (newest["rankings"][measure]["overall"] or [])[:TREND_INPUTS]
+        x = [r.created for r in runs]
+        traces = []
+        for name in top:
+            y = [r.doc.get("measures", {}).get("values", {}).get(measure, {}).get("overall", {}).get(name)
+                 for r in runs]
+            traces.append({"type": "scatter", "mode": "lines+markers", "name": name, "x": x, "y": y,
+                           "hovertemplate": f"{_plain(name)}<br>%{{x}}<br>%{{y:.4g}}<extra></extra>"})
+        figures["trend"] = {
+            "data": traces,
+            "layout": {"title": {"text": f"{DEFINITIONS[measure][0]} (share, averaged over outputs) per run"},
+                       "xaxis": {"title": {"text": "run"}}, "yaxis": {"title": {"text": "share"}, "rangemode": "tozero"},
+                       "margin": {"t": 40}, "legend": {"orientation": "h"}},
+        }
+    return {"folder": str(folder), "runs": rows, "measure": DEFINITIONS[measure][0], "figures": figures}
+
+
+def _plain(text: str) -> str:
+    """Plotly reads a few HTML tags in text; show user names literally."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def build_comparison(old: dict, new: dict, measure: str = "mean_abs", top_k: int = 5) -> dict[str, Any]:
+    """A comparison of two results documents: per output, side-by-side rankings and deltas."""
+    c = compare(new, old, measure, top_k)
+    if "error" in c:
+        raise InputError("B", f"cannot compare these runs: {c['error']}")
+    outputs = []
+    figures = {}
+    for k, (out, row) in enumerate(c["per_output"].items()):
+        shown = row["inputs"][:30]
+        outputs.append({"name": out, "rows": shown, "more": len(row["inputs"]) - len(shown),
+                        "max_rel_change": row["max_rel_change"], "top_k_changes": row["top_k_changes"],
+                        "rank_correlation": row["rank_correlation"], "figure": f"cmp{k}"})
+        names = [r["input"] for r in shown[:15]][::-1]
+        figures[f"cmp{k}"] = {
+            "data": [
+                {"type": "bar", "orientation": "h", "name": "A (before)", "y": [_plain(n) for n in names],
+                 "x": [r["old"] for r in shown[:15]][::-1], "marker": {"color": "#999999"}},
+                {"type": "bar", "orientation": "h", "name": "B (after)", "y": [_plain(n) for n in names],
+                 "x": [r["new"] for r in shown[:15]][::-1], "marker": {"color": "#0072B2"}},
+            ],
+            "layout": {"barmode": "group", "title": {"text": f"{_plain(out)}: {DEFINITIONS[measure][0]}"},
+                       "yaxis": {"automargin": True}, "margin": {"t": 40}, "height": 120 + 28 * len(names)},
+        }
+    return {
+        "a": {"title": old.get("title"), "created": old.get("provenance", {}).get("created"),
+              "model_sha256": (old.get("provenance", {}).get("model_sha256") or "")[:12]},
+        "b": {"title": new.get("title"), "created": new.get("provenance", {}).get("created"),
+              "model_sha256": (new.get("provenance", {}).get("model_sha256") or "")[:12]},
+        "model_changed": c["model_changed"],
+        "measure": DEFINITIONS[measure][0],
+        "top_k": top_k,
+        "outputs": outputs,
+        "figures": figures,
+    }
+
+
+def _render(template: str, page: dict[str, Any], plotlyjs: str) -> str:
+    import plotly.offline
+
+    from .report import _environment, _json
+
+    if plotlyjs == "inline":
+        script = {"inline": plotly.offline.get_plotlyjs().replace("</script", "<\\/script")}
+    else:
+        script = {"src": f"https://cdn.plot.ly/plotly-{plotly.offline.get_plotlyjs_version()}.min.js"}
+    figures = page.pop("figures")
+    page = {**page, "figures_json": _json(figures), "figure_ids": list(figures)}
+    return _environment().get_template(template).render(page=page, plotly=script)
+
+
+def write_history(folder: Path, out: Path | None = None, measure: str = "mean_abs", plotlyjs: str = "inline") -> Path:
+    """Write ``index.html`` (default in ``folder``) over every run found in ``folder``."""
+    folder = Path(folder)
+    runs = find_runs(folder)
+    if not runs:
+        raise InputError("DIR", f"no sensreport runs (results.json) found below {folder}")
+    out = Path(out) if out else folder / "index.html"
+    html = _render("history.html.j2", build_history(runs, out.parent, measure), plotlyjs)
+    _atomic_write(out, html)
+    return out
+
+
+def write_comparison(a: Path, b: Path, out: Path, measure: str = "mean_abs", plotlyjs: str = "inline") -> Path:
+    """Write a comparison page of run ``a`` (before) and run ``b`` (after)."""
+    docs = []
+    for key, path in (("A", a), ("B", b)):
+        path = Path(path)
+        docs.append(load_baseline(path / "results.json" if path.is_dir() else path, key=key))
+    html = _render("compare.html.j2", build_comparison(docs[0], docs[1], measure), plotlyjs)
+    _atomic_write(Path(out), html)
+    return Path(out)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
