@@ -1,0 +1,309 @@
+"""Statistics the report needs beyond the measures: spread, per-point ranks, stability.
+
+Pure numpy, like :mod:`sensreport.measures`: every function takes arrays and returns
+arrays or plain numbers. Derivative arrays are ``D[p, i, j] = d y_i / d x_j`` at points
+``p``; "local" values are one number per point, output and input whose average over the
+points is a measure (for example ``|D|`` for mean |dy/dx|).
+
+Conventions shared with :func:`sensreport.measures.ranking`: larger means more
+sensitive, NaN ranks last, and ties keep the input order.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .measures import ELASTICITY_GUARD
+
+#: Measures with a per-point value whose spread across points is meaningful.
+LOCAL_MEASURES = ("mean_abs", "rms", "std_scaled", "elasticity")
+
+
+def local_values(measure: str, deriv: np.ndarray, points: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+    """Each point's contribution to a measure, ``[P, k, n]``.
+
+    Parameters
+    ----------
+    measure : {"mean_abs", "rms", "std_scaled", "elasticity"}
+        ``mean_abs`` and ``rms`` give ``|D|`` (RMS is the root of the mean of its
+        square); ``std_scaled`` gives ``|D| * std(x_j)``; ``elasticity`` gives
+        ``|x_j / y_i * D|``, NaN where ``|y_i|`` is at or below ``1e-6`` times its
+        largest value over the points (the guard of the elasticity measure).
+    deriv : ndarray [P, k, n]
+        Derivatives; non-finite entries become NaN.
+    points : ndarray [P, n]
+    outputs : ndarray [P, k]
+        The outputs of the ``k`` rows of ``deriv``.
+
+    Returns
+    -------
+    ndarray [P, k, n], float64
+    """
+    d = np.asarray(deriv, dtype=np.float64)
+    d = np.where(np.isfinite(d), d, np.nan)
+    a = np.abs(d)
+    if measure in ("mean_abs", "rms"):
+        return a
+    x = np.asarray(points, dtype=np.float64)
+    if measure == "std_scaled":
+        spread = x.std(axis=0) if len(x) > 1 else np.full(x.shape[1], np.nan)
+        return a * spread[None, None, :]
+    if measure == "elasticity":
+        y = np.asarray(outputs, dtype=np.float64)
+        finite_y = np.where(np.isfinite(y), np.abs(y), np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            guard = ELASTICITY_GUARD * np.nanmax(finite_y, axis=0, initial=0.0)
+        safe = np.where(finite_y > np.maximum(guard, np.finfo(np.float64).tiny), y, np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.abs(a * x[:, None, :] / safe[:, :, None])
+    raise ValueError(f"no per-point values for measure {measure!r}")
+
+
+def shares(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``values`` divided by their sum along ``axis`` (NaN where that sum is 0 or NaN).
+
+    NaN entries count as 0 in the sum and stay NaN. This is how the overall measure
+    makes outputs in different units comparable.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    total = np.nansum(v, axis=axis, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, v / np.where(total > 0, total, 1.0), np.nan)
+
+
+def overall_local(local: np.ndarray) -> np.ndarray:
+    """Per-point overall values ``[P, n]`` from local values ``[P, k, n]``.
+
+    At every point each output's row is turned into shares over the inputs, and the
+    shares are averaged over outputs: the per-point analogue of
+    :func:`sensreport.measures.overall`.
+    """
+    return _nanmean(shares(local, axis=-1), axis=1)
+
+
+def quantiles(values: np.ndarray, q=(25, 50, 75), axis: int = 0) -> np.ndarray:
+    """Percentiles ``q`` along ``axis``, leaving NaN out; shape ``[len(q), ...]``.
+
+    Linear interpolation between order statistics (numpy's default), so the median of
+    ``[1, 2, 3, 4]`` is 2.5 and its 25th percentile 1.75. A slice that is all NaN
+    gives NaN.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.shape[axis] == 0:
+        return np.full((len(q),) + tuple(np.delete(v.shape, axis)), np.nan)
+    if not np.isnan(v).any():
+        return np.percentile(v, q, axis=axis)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanpercentile(v, q, axis=axis)
+
+
+def rank_positions(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """1-based rank of each entry along ``axis``: 1 for the largest, NaN last, ties in order.
+
+    ``rank_positions([0.1, nan, 0.5, 0.1]) == [2, 4, 1, 3]``, the inverse of
+    :func:`sensreport.measures.ranking` (which lists indices ``[2, 0, 3, 1]``).
+    """
+    v = np.moveaxis(np.asarray(values, dtype=np.float64), axis, -1)
+    key = np.where(np.isnan(v), -np.inf, v)
+    order = np.argsort(-key, axis=-1, kind="stable")
+    ranks = np.empty(v.shape, dtype=np.int64)
+    np.put_along_axis(ranks, order, np.broadcast_to(np.arange(1, v.shape[-1] + 1), v.shape), axis=-1)
+    return np.moveaxis(ranks, -1, axis)
+
+
+def average_ranks(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Ascending 1-based ranks along ``axis`` with ties given their average rank.
+
+    NaN counts as the smallest value. ``average_ranks([3, 1, 3, 2]) == [3.5, 1, 3.5, 2]``
+    (the ranks Spearman's coefficient is computed on).
+    """
+    v = np.moveaxis(np.asarray(values, dtype=np.float64), axis, -1)
+    v = np.where(np.isnan(v), -np.inf, v)
+    n = v.shape[-1]
+    order = np.argsort(v, axis=-1, kind="stable")
+    s = np.take_along_axis(v, order, axis=-1)
+    pos = np.broadcast_to(np.arange(n), v.shape)
+    start = np.ones(v.shape, dtype=bool)
+    start[..., 1:] = s[..., 1:] != s[..., :-1]
+    end = np.ones(v.shape, dtype=bool)
+    end[..., :-1] = start[..., 1:]
+    first = np.maximum.accumulate(np.where(start, pos, 0), axis=-1)
+    last = np.flip(np.minimum.accumulate(np.flip(np.where(end, pos, n - 1), -1), axis=-1), -1)
+    avg = (first + last) / 2.0 + 1.0
+    out = np.empty(v.shape, dtype=np.float64)
+    np.put_along_axis(out, order, avg, axis=-1)
+    return np.moveaxis(out, -1, axis)
+
+
+def spearman(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Spearman's rank correlation of ``a`` and ``b`` along ``axis`` (broadcasting).
+
+    The Pearson correlation of their :func:`average_ranks`; NaN where either side is
+    constant (all tied), since no order exists to compare.
+    """
+    ra = average_ranks(a, axis)
+    rb = average_ranks(b, axis)
+    ra, rb = np.broadcast_arrays(ra, rb)
+    ra = ra - ra.mean(axis=axis, keepdims=True)
+    rb = rb - rb.mean(axis=axis, keepdims=True)
+    num = (ra * rb).sum(axis=axis)
+    den = np.sqrt((ra**2).sum(axis=axis) * (rb**2).sum(axis=axis))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def top_k_overlap(a: np.ndarray, b: np.ndarray, k: int, axis: int = -1) -> np.ndarray:
+    """Share of the ``k`` largest entries of ``a`` that are also among the ``k`` largest of ``b``.
+
+    Both top-``k`` sets follow :func:`rank_positions` (NaN last, ties in input order).
+    1 means the same top ``k``, 0 none in common.
+    """
+    ta = rank_positions(a, axis) <= k
+    tb = rank_positions(b, axis) <= k
+    return (ta & tb).sum(axis=axis) / float(k)
+
+
+def rank_stability(local: np.ndarray, aggregate: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """How much each point's ranking of the inputs agrees with the aggregate ranking.
+
+    Parameters
+    ----------
+    local : ndarray [P, m, n]
+        Per-point values (see :func:`local_values`).
+    aggregate : ndarray [m, n]
+        The measure the report ranks by.
+    k : int
+        Size of the top set compared by :func:`top_k_overlap`.
+
+    Returns
+    -------
+    dict
+        ``spearman [P, m]`` and ``overlap [P, m]`` per point; ``median_spearman [m]``
+        (NaN where no point has an order to compare) and ``mean_overlap [m]``.
+    """
+    agg = np.asarray(aggregate, dtype=np.float64)[None]
+    rho = spearman(local, agg, axis=-1)
+    overlap = top_k_overlap(local, agg, k, axis=-1)
+    return {
+        "spearman": rho,
+        "overlap": overlap,
+        "median_spearman": quantiles(rho, (50,), axis=0)[0],
+        "mean_overlap": overlap.mean(axis=0),
+    }
+
+
+def sign_shares(deriv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shares of points with a positive and with a negative derivative, ``([k, n], [k, n])``.
+
+    Non-finite derivatives are left out of the count; zeros are neither.
+    """
+    d = np.asarray(deriv, dtype=np.float64)
+    finite = np.isfinite(d)
+    count = finite.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pos = np.where(count > 0, (finite & (d > 0)).sum(axis=0) / np.maximum(count, 1), np.nan)
+        neg = np.where(count > 0, (finite & (d < 0)).sum(axis=0) / np.maximum(count, 1), np.nan)
+    return pos, neg
+
+
+def signed_mean(deriv: np.ndarray) -> np.ndarray:
+    """Mean derivative over the points, ``[k, n]``, non-finite entries left out."""
+    d = np.asarray(deriv, dtype=np.float64)
+    return _nanmean(np.where(np.isfinite(d), d, np.nan), axis=0)
+
+
+def clip_range(values: np.ndarray, percentile: float = 98.0, symmetric: bool = False, min_count: int = 50) -> dict:
+    """A colour range that ignores outliers: ``{low, high, clipped, total}``.
+
+    ``symmetric=False``: ``low`` is the smallest finite value and ``high`` the
+    ``percentile``-th percentile. ``symmetric=True`` (diverging scales centred on 0):
+    ``high`` is the ``percentile``-th percentile of ``|values|`` and ``low = -high``.
+    With fewer than ``min_count`` finite values the 100th percentile is used (the
+    98th percentile of a handful of cells would clip ordinary values, not outliers).
+    ``clipped`` counts the finite values outside ``[low, high]``; ``total`` the finite
+    values. Where the percentile is 0 (or nothing is finite) the largest magnitude is
+    used instead, and 1 when that is 0 too, so the range is never empty.
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return {"low": -1.0 if symmetric else 0.0, "high": 1.0, "clipped": 0, "total": 0}
+    if v.size < min_count:
+        percentile = 100.0
+    if symmetric:
+        a = np.abs(v)
+        high = float(np.percentile(a, percentile))
+        if high <= 0:
+            high = float(a.max()) or 1.0
+        low = -high
+    else:
+        low = float(v.min())
+        high = float(np.percentile(v, percentile))
+        if high <= low:
+            high = float(v.max()) if v.max() > low else low + 1.0
+    clipped = int(((v < low) | (v > high)).sum())
+    return {"low": low, "high": high, "clipped": clipped, "total": int(v.size)}
+
+
+def subsample_indices(total: int, budget: int) -> np.ndarray:
+    """At most ``budget`` indices out of ``range(total)``, evenly spaced, first and last included.
+
+    All indices when ``total <= budget``; ``subsample_indices(10, 4) == [0, 3, 6, 9]``.
+    """
+    budget = max(1, int(budget))
+    if total <= budget:
+        return np.arange(total)
+    if budget == 1:
+        return np.array([0])
+    return np.unique(np.round(np.linspace(0, total - 1, budget)).astype(np.int64))
+
+
+def image_axes(shape) -> dict | None:
+    """How to show a flattened input of ``shape`` as an image, or None for vectors.
+
+    Rank 2 ``[H, W]`` is an image as it is. Rank 3 has a channel axis: the last when
+    its size is at most 4 (``[28, 28, 1]``, ``[32, 32, 3]``), else the first when that
+    one is (``[3, 32, 32]``), else the last. Higher ranks keep the first two axes and
+    reduce all others. Returns ``{height, width, reduced}`` with ``reduced`` the axes
+    averaged away.
+    """
+    shape = [int(s) for s in shape]
+    if len(shape) < 2:
+        return None
+    if len(shape) == 2:
+        return {"height": shape[0], "width": shape[1], "reduced": []}
+    if len(shape) == 3:
+        channel = 2 if shape[2] <= 4 or shape[0] > 4 else 0
+        keep = [a for a in range(3) if a != channel]
+        return {"height": shape[keep[0]], "width": shape[keep[1]], "reduced": [channel]}
+    return {"height": shape[0], "width": shape[1], "reduced": list(range(2, len(shape)))}
+
+
+def to_image(values: np.ndarray, shape, absolute: bool = True) -> np.ndarray:
+    """Flattened per-input values ``[..., n]`` as images ``[..., H, W]`` (see :func:`image_axes`).
+
+    Reduced axes (channels) are averaged: of ``|value|`` when ``absolute`` (how
+    strongly the pixel matters in any channel), else of the signed values.
+    """
+    axes = image_axes(shape)
+    if axes is None:
+        raise ValueError(f"shape {list(shape)} is not image-shaped")
+    v = np.asarray(values, dtype=np.float64)
+    lead = v.shape[:-1]
+    img = v.reshape(lead + tuple(int(s) for s in shape))
+    if absolute:
+        img = np.abs(img)
+    if axes["reduced"]:
+        off = len(lead)
+        img = _nanmean(img, axis=tuple(off + a for a in axes["reduced"]))
+    return img
+
+
+def _nanmean(a: np.ndarray, axis) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices give NaN, as intended
+        return np.nanmean(a, axis=axis)

@@ -1,0 +1,154 @@
+"""Each report statistic against a hand computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sensreport import measures as M
+from sensreport import summaries as S
+
+# 3 points, 2 outputs, 2 inputs (the same numbers as test_measures)
+J = np.array([
+    [[1.0, -2.0], [0.5, 0.0]],
+    [[3.0, 2.0], [-0.5, 0.0]],
+    [[-1.0, 4.0], [1.5, 0.0]],
+])
+X = np.array([[1.0, 2.0], [2.0, 4.0], [3.0, 6.0]])
+Y = np.array([[2.0, 1.0], [4.0, 1e-12], [8.0, 2.0]])
+
+
+def test_local_values_by_hand():
+    np.testing.assert_array_equal(S.local_values("mean_abs", J, X, Y)[1], [[3.0, 2.0], [0.5, 0.0]])
+    sx = np.array([np.std([1, 2, 3]), np.std([2, 4, 6])])  # sqrt(2/3), sqrt(8/3)
+    np.testing.assert_allclose(S.local_values("std_scaled", J, X, Y)[0, 0], [1 * sx[0], 2 * sx[1]])
+    e = S.local_values("elasticity", J, X, Y)
+    assert e[0, 0, 1] == pytest.approx(abs(-2.0 * 2.0 / 2.0))  # |x / y * dy/dx| = 2
+    assert e[2, 1, 0] == pytest.approx(1.5 * 3.0 / 2.0)
+    assert np.isnan(e[1, 1]).all()  # y = 1e-12 is below the guard: left out, as in the measure
+
+
+def test_local_values_average_to_the_measures():
+    m = M.sensitivity_measures(J, X, Y)
+    for name in ("mean_abs", "std_scaled", "elasticity"):
+        np.testing.assert_allclose(np.nanmean(S.local_values(name, J, X, Y), axis=0), m[name])
+    np.testing.assert_allclose(np.sqrt(np.mean(S.local_values("rms", J, X, Y) ** 2, axis=0)), m["rms"])
+    with pytest.raises(ValueError):
+        S.local_values("positive_share", J, X, Y)
+
+
+def test_nonfinite_derivatives_become_nan():
+    j = J.copy()
+    j[0, 0, 0] = np.inf
+    assert np.isnan(S.local_values("mean_abs", j, X, Y)[0, 0, 0])
+
+
+def test_shares_and_overall_local():
+    np.testing.assert_allclose(S.shares(np.array([[3.0, 1.0], [0.0, 0.0]])), [[0.75, 0.25], [np.nan, np.nan]])
+    np.testing.assert_allclose(S.shares(np.array([1.0, np.nan, 3.0])), [0.25, np.nan, 0.75])
+    local = np.array([[[3.0, 1.0], [1.0, 1.0]],   # point 0: shares [.75 .25] and [.5 .5] -> [.625 .375]
+                      [[0.0, 2.0], [0.0, 0.0]]])  # point 1: [0 1], second output all zero (left out) -> [0 1]
+    np.testing.assert_allclose(S.overall_local(local), [[0.625, 0.375], [0.0, 1.0]])
+
+
+def test_overall_local_matches_measures_overall_for_one_point():
+    local = np.abs(J[:1])
+    np.testing.assert_allclose(S.overall_local(local)[0], M.overall(local[0]))
+
+
+def test_quantiles_linear_interpolation_and_nan():
+    np.testing.assert_allclose(S.quantiles(np.array([1.0, 2.0, 3.0, 4.0])), [1.75, 2.5, 3.25])
+    q = S.quantiles(np.array([[1.0, np.nan], [2.0, np.nan], [3.0, 5.0]]))
+    np.testing.assert_allclose(q[:, 0], [1.5, 2.0, 2.5])
+    np.testing.assert_allclose(q[:, 1], [5.0, 5.0, 5.0])
+    assert np.isnan(S.quantiles(np.array([[np.nan], [np.nan]]))).all()
+
+
+def test_rank_positions_inverse_of_ranking():
+    v = np.array([0.1, np.nan, 0.5, 0.1])
+    assert S.rank_positions(v).tolist() == [2, 4, 1, 3]
+    order = M.ranking(v)
+    assert [int(S.rank_positions(v)[j]) for j in order] == [1, 2, 3, 4]
+    np.testing.assert_array_equal(S.rank_positions(np.array([[1.0, 3.0], [5.0, 4.0]]), axis=0), [[2, 2], [1, 1]])
+
+
+def test_average_ranks_ties():
+    assert S.average_ranks(np.array([3.0, 1.0, 3.0, 2.0])).tolist() == [3.5, 1.0, 3.5, 2.0]
+    assert S.average_ranks(np.array([[1.0, 1.0, 1.0], [np.nan, 2.0, 2.0]])).tolist() == [[2, 2, 2], [1, 2.5, 2.5]]
+
+
+def test_spearman_by_hand():
+    # no ties: 1 - 6 * sum(d^2) / (n (n^2 - 1)) = 1 - 6 * 2 / 60
+    assert S.spearman(np.array([1.0, 2, 3, 4]), np.array([1.0, 3, 2, 4])) == pytest.approx(0.8)
+    # ties: Pearson of ranks [1.5, 1.5, 3] and [1, 2, 3] = 1.5 / sqrt(1.5 * 2)
+    assert S.spearman(np.array([1.0, 1, 2]), np.array([1.0, 2, 3])) == pytest.approx(1.5 / np.sqrt(3.0))
+    assert S.spearman(np.array([4.0, 3, 2]), np.array([1.0, 2, 3])) == pytest.approx(-1.0)
+    assert np.isnan(S.spearman(np.array([1.0, 1, 1]), np.array([1.0, 2, 3])))
+
+
+def test_top_k_overlap():
+    a = np.array([5.0, 4, 3, 2, 1])
+    assert S.top_k_overlap(a, np.array([1.0, 4, 3, 2, 5]), 2) == 0.5  # {0, 1} vs {4, 1}
+    assert S.top_k_overlap(a, a, 3) == 1.0
+    assert S.top_k_overlap(a, -a, 2) == 0.0
+
+
+def test_rank_stability_same_and_reversed_order():
+    aggregate = np.array([[3.0, 2.0, 1.0]])
+    local = np.array([[[30.0, 20.0, 10.0]],   # same order as the aggregate
+                      [[1.0, 2.0, 3.0]]])     # reversed
+    s = S.rank_stability(local, aggregate, k=1)
+    np.testing.assert_allclose(s["spearman"], [[1.0], [-1.0]])
+    np.testing.assert_allclose(s["overlap"], [[1.0], [0.0]])
+    np.testing.assert_allclose(s["median_spearman"], [0.0])
+    np.testing.assert_allclose(s["mean_overlap"], [0.5])
+
+
+def test_sign_shares_and_signed_mean():
+    pos, neg = S.sign_shares(J)
+    np.testing.assert_allclose(pos, [[2 / 3, 2 / 3], [2 / 3, 0.0]])
+    np.testing.assert_allclose(neg, [[1 / 3, 1 / 3], [1 / 3, 0.0]])  # zeros are neither
+    d = np.array([[[1.0]], [[np.nan]], [[-2.0]]])
+    assert [float(v) for v in S.sign_shares(d)[0].ravel()] == [0.5]
+    np.testing.assert_allclose(S.signed_mean(J), [[1.0, 4 / 3], [0.5, 0.0]])
+    assert S.signed_mean(d)[0, 0] == -0.5
+
+
+def test_clip_range_percentile_symmetric_and_small():
+    c = S.clip_range(np.arange(101.0), min_count=1)
+    assert c == {"low": 0.0, "high": 98.0, "clipped": 2, "total": 101}
+    s = S.clip_range(np.array([-3.0, 1.0, 2.0, -100.0, np.nan]), percentile=50, symmetric=True, min_count=1)
+    assert s == {"low": -2.5, "high": 2.5, "clipped": 2, "total": 4}  # median of |v| = 2.5
+    # a handful of cells: nothing is an outlier, the full range is used
+    assert S.clip_range(np.array([-3.0, 1.0, 2.0, -100.0]), symmetric=True) == {
+        "low": -100.0, "high": 100.0, "clipped": 0, "total": 4}
+    assert S.clip_range(np.zeros(5), symmetric=True)["high"] == 1.0
+    assert S.clip_range(np.array([np.nan]))["total"] == 0
+
+
+def test_subsample_indices():
+    assert S.subsample_indices(10, 4).tolist() == [0, 3, 6, 9]
+    assert S.subsample_indices(3, 5).tolist() == [0, 1, 2]
+    assert S.subsample_indices(2000, 1).tolist() == [0]
+    idx = S.subsample_indices(2000, 30)
+    assert len(idx) == 30 and idx[0] == 0 and idx[-1] == 1999 and np.all(np.diff(idx) > 0)
+
+
+def test_image_axes():
+    assert S.image_axes([5]) is None
+    assert S.image_axes([4, 6]) == {"height": 4, "width": 6, "reduced": []}
+    assert S.image_axes([28, 28, 1]) == {"height": 28, "width": 28, "reduced": [2]}
+    assert S.image_axes([32, 32, 3]) == {"height": 32, "width": 32, "reduced": [2]}
+    assert S.image_axes([3, 32, 32]) == {"height": 32, "width": 32, "reduced": [0]}
+    assert S.image_axes([2, 3, 4, 5]) == {"height": 2, "width": 3, "reduced": [2, 3]}
+
+
+def test_to_image_reduces_channels_by_mean_abs():
+    v = np.array([1.0, -3.0, 2.0, 2.0, 0.0, 0.0, -1.0, 5.0])  # shape [2, 2, 2], channels last
+    np.testing.assert_allclose(S.to_image(v, [2, 2, 2]), [[2.0, 2.0], [0.0, 3.0]])
+    np.testing.assert_allclose(S.to_image(v, [2, 2, 2], absolute=False), [[-1.0, 2.0], [0.0, 2.0]])
+    batch = np.stack([v, 2 * v])
+    assert S.to_image(batch, [2, 2, 2]).shape == (2, 2, 2)
+    np.testing.assert_allclose(S.to_image(np.arange(6.0), [2, 3]), [[0, 1, 2], [3, 4, 5]])
+    with pytest.raises(ValueError):
+        S.to_image(v, [8])
