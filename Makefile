@@ -11,7 +11,7 @@ $(PY):
 
 # A regular (non-editable) install: the tests exercise exactly what a user gets.
 install: $(PY)
-	$(PY) -m pip install -q ".[test]"
+	$(PY) -m pip install -q ".[test,ray]"
 
 demo: install
 	$(VENV)/bin/sensreport run $(EXAMPLE) --out examples/tabular/report

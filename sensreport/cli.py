@@ -7,6 +7,7 @@ or could not run (memory); 4 an unexpected internal error.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -45,10 +46,13 @@ def main() -> None:
 @click.option("--baseline", type=click.Path(dir_okay=False), help="A previous run's results.json to compare with.")
 @click.option("--fail-on", type=click.Choice(["fail", "warn"]), default="fail", show_default=True,
               help="Exit 1 on failing checks only, or on warnings too.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), help="Override execution.engine.")
+@click.option("--ray-address", help="Override execution.ray.address (auto, ray://host:port).")
+@click.option("--workers", type=click.IntRange(min=1), help="Override execution.ray.workers.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors and the final one-line summary.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
-def run(spec: str, out: str | None, plotlyjs: str | None, baseline: str | None, fail_on: str, quiet: bool,
-        debug: bool) -> None:
+def run(spec: str, out: str | None, plotlyjs: str | None, baseline: str | None, fail_on: str, engine: str | None,
+        ray_address: str | None, workers: int | None, quiet: bool, debug: bool) -> None:
     """Run SPEC and write report.html, results.json and arrays.npz.
 
     Exit codes: 0 success, 1 a check failed, 2 bad spec or input, 3 a computation
@@ -60,6 +64,9 @@ def run(spec: str, out: str | None, plotlyjs: str | None, baseline: str | None, 
     started = time.perf_counter()
     try:
         parsed = load_spec(spec)
+        ray_overrides = {k: v for k, v in (("address", ray_address), ("workers", workers)) if v is not None}
+        if engine or ray_overrides:
+            parsed = dataclasses.replace(parsed, engine=engine or parsed.engine, ray={**parsed.ray, **ray_overrides})
         if not quiet:
             click.echo(f"sensreport: running {spec}", err=True)
         result = run_spec(parsed, out, plotlyjs=plotlyjs, command=["sensreport", *sys.argv[1:]],

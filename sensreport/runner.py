@@ -29,7 +29,7 @@ from .results import MethodResult, RunResult
 from .spec import Spec, default_checks, load_spec, parse_spec
 from .checks import compare, load_baseline
 from .checks import evaluate as evaluate_checks
-from .sweep import ArrayStore, MethodPlan, make_plan, sweep
+from .sweep import PREVIEW_POINTS, ArrayStore, MethodPlan, make_plan, sweep
 
 
 def run(
@@ -102,16 +102,22 @@ def compute(
     *,
     array_dir: Path | None = None,
     progress: bool = False,
+    on_chunk=None,
 ) -> RunResult:
     """Compute everything the spec asks for; write nothing except, with
     ``execution.arrays: disk``, the ``.npy`` arrays into ``array_dir``.
 
     ``progress`` shows a progress bar on stderr (only when it is a terminal).
+    ``on_chunk(done, pids)`` is called after each chunk of a Ray run (a test seam).
     """
     from . import engine
     from .models import load_model
 
     timings: dict[str, float] = {}
+    if spec.engine == "ray":
+        from .distributed import _ray
+
+        _ray()  # fail before any work when Ray is missing
     t0 = time.perf_counter()
     points = load_points(spec.points, spec.input_names)
     timings["load_points"] = time.perf_counter() - t0
@@ -180,8 +186,16 @@ def compute(
         warnings.append(plan.describe())
     store = ArrayStore(plan, array_dir)
     t0 = time.perf_counter()
+    engine_facts: dict[str, Any] = {"engine": "local"}
     with _progress_bar(len(x) * len(planned), progress) as bar:
-        partial = sweep(target, plan, x, y, sink=store, progress=bar)
+        if spec.engine == "ray":
+            from .distributed import RayConfig, sweep_ray
+
+            partial, engine_facts = sweep_ray(spec.model, points.point_shape, spec.xla, plan, x, y,
+                                              RayConfig(**spec.ray), sink=store, keep_preview=PREVIEW_POINTS,
+                                              progress=bar, on_result=on_chunk)
+        else:
+            partial = sweep(target, plan, x, y, sink=store, progress=bar)
     store.flush()
     timings["derivatives"] = time.perf_counter() - t0
 
@@ -225,7 +239,7 @@ def compute(
             nonfinite[name] = partial.methods[name].nonfinite.summary()
     timings["measures"] = time.perf_counter() - t0
     memory = {"budget": plan.budget, "array_bytes": plan.array_bytes, "arrays": plan.arrays,
-              "chunk_points": plan.chunk_points, "peak_rss": _peak_rss()}
+              "chunk_points": plan.chunk_points, "peak_rss": _peak_rss(), "execution": engine_facts}
 
     return RunResult(
         title=spec.title,

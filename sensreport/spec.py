@@ -216,6 +216,20 @@ SCHEMA: dict[str, Any] = {
                     "disk (.npy files written chunk by chunk), none (measures streamed).",
                 },
                 "xla": {"type": "boolean", "description": "Compile derivative kernels with XLA (jit_compile)."},
+                "engine": {"enum": ["local", "ray"], "description": "local (default, in-process) or ray."},
+                "ray": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "address": {"type": ["string", "null"],
+                                    "description": "None: start a local cluster; auto; ray://host:port."},
+                        "workers": {"type": "integer", "minimum": 1},
+                        "cpus_per_worker": {"type": "number", "exclusiveMinimum": 0},
+                        "gpus_per_worker": {"type": "number", "minimum": 0},
+                        "chunk_points": {"type": "integer", "minimum": 1},
+                        "max_retries": {"type": "integer", "minimum": 0},
+                    },
+                },
             },
         },
     },
@@ -301,6 +315,8 @@ class Spec:
     arrays: str = "auto"
     xla: bool = False
     checks: dict[str, Any] = field(default_factory=dict)
+    engine: str = "local"
+    ray: dict[str, Any] = field(default_factory=dict)
     lines: dict[tuple, int] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -617,5 +633,7 @@ def _build(data: dict, text: str, base: Path, path: Path | None, lines: dict) ->
         arrays=execution.get("arrays", "auto"),
         xla=bool(execution.get("xla", False)),
         checks=default_checks(data.get("checks"), base),
+        engine=execution.get("engine", "local"),
+        ray=dict(execution.get("ray", {})),
         lines=lines,
     )
