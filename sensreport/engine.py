@@ -470,14 +470,15 @@ def jacobian(
     _check_fits(key, (p, m, n), np.dtype(target.dtype).itemsize, budget, "Jacobian array")
     strategy = choose_mode(n, m) if mode == "auto" else mode
     notes: list[str] = []
-    if strategy == "forward":
+    if strategy != "reverse":
+        # the tiled reverse kernel needs neither forward-mode rules nor pfor: the fallback
         try:
-            target._kernel("forward", target.dtype)
+            target._kernel(strategy, target.dtype)
         except NotDifferentiableError:
             raise
-        except Exception as exc:  # noqa: BLE001 - e.g. an op with no forward-mode rule
+        except Exception as exc:  # noqa: BLE001 - e.g. an op without a forward-mode or pfor rule
+            notes.append(f"{strategy} mode could not be traced ({_first_line(exc)}); tiled reverse mode was used.")
             strategy = "reverse"
-            notes.append(f"Forward mode could not be traced ({_first_line(exc)}); reverse mode was used.")
     out = np.empty((p, m, n), dtype=target.dtype)
     kernel = target._kernel(strategy, target.dtype)
     t_start = time.perf_counter()

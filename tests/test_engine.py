@@ -187,3 +187,22 @@ def test_no_retracing_across_chunk_sizes():
     engine.jacobian(target, RNG.normal(size=(17, 3)), mode="reverse")
     engine.rows(target, RNG.normal(size=(3, 3)), [0])
     assert kernel.experimental_get_tracing_count() == before
+
+
+def test_modes_without_a_rule_for_an_op_fall_back_to_tiled_reverse():
+    # tf.numpy_function inside tf.map_fn has no forward-mode rule and defeats pfor; a
+    # custom gradient makes it differentiable in reverse mode only
+    @tf.custom_gradient
+    def cube(x):
+        y = tf.numpy_function(lambda a: a**3, [x], x.dtype)
+        y.set_shape(x.shape)
+        return y, lambda dy: dy * 3 * x**2
+
+    target = engine.as_target(lambda x: cube(x), (3,))
+    exact = np.stack([np.diag(3 * x**2) for x in POINTS])
+    d = engine.jacobian(target, POINTS, mode="forward")
+    assert d.strategy == "reverse"
+    assert any("forward mode could not be traced" in n and "tiled reverse mode was used" in n for n in d.notes)
+    np.testing.assert_allclose(d.values, exact, rtol=1e-12)
+    # batch_jacobian's pfor falls back to a loop by itself here: still the right numbers
+    np.testing.assert_allclose(engine.jacobian(target, POINTS, mode="reverse-pfor").values, exact, rtol=1e-12)
