@@ -1,0 +1,77 @@
+"""The benchmark script's workloads at tiny sizes: every method runs and all agree.
+
+Timings are not asserted (machines here are noisy); only that each strategy the
+benchmark compares computes the same Jacobians. JAX is a benchmark-only extra: its
+part is skipped when it is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("bench_engine", ROOT / "benchmarks" / "bench_engine.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
+
+TINY = {
+    "mlp-wide-in": lambda: bench.mlp_workload("mlp-wide-in", [6, 16, 3], points=4),
+    "mlp-wide-out": lambda: bench.mlp_workload("mlp-wide-out", [3, 16, 12], points=4),
+    "cnn": lambda: bench.cnn_workload("cnn", 3, image=(8, 8, 2), filters=(4, 4), outputs=3),
+}
+
+
+def _check(results, groups):
+    assert {r.group for r in results} >= groups
+    for r in results:
+        assert r.error is None, f"{r.method}: {r.error}"
+        assert r.samples, f"{r.method} was not timed"
+        if r.group == "fd-floor":
+            continue
+        assert r.max_abs_diff is not None, f"{r.method} was not compared"
+        assert r.agrees, f"{r.method}: max abs diff {r.max_abs_diff:.2e} > {r.tolerance:.2e} vs {r.reference}"
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_tensorflow_methods_agree(name):
+    w = TINY[name]()
+    opts = bench.Options(repeats=1, budget_s=0.0, jax=False, naive_ad_calls=8, naive_fd_calls=16)
+    results = bench.run_workload(w, opts)
+    _check(results, {"sensreport", "sensreport-mode", "tf", "naive", "fd", "fd-floor", "naive-fd"})
+    auto = next(r for r in results if r.method == "sensreport auto")
+    assert auto.strategy in ("forward", "reverse", "reverse-pfor")
+    # The report renders from these results (no timing is judged here).
+    assert bench.table(results) and bench.targets(results) and bench.summaries(results)
+
+
+def test_naive_loops_are_extrapolated_from_a_subset():
+    w = TINY["mlp-wide-out"]()
+    results = bench.run_workload(w, bench.Options(repeats=1, budget_s=0.0, jax=False, xla=False,
+                                                  naive_ad_calls=12, naive_fd_calls=6))
+    naive = {r.group: r for r in results if r.group in ("naive", "naive-fd")}
+    assert naive["naive"].extrapolated_from == 1 and naive["naive-fd"].extrapolated_from == 1
+    assert all(r.points == 4 for r in naive.values())
+
+
+@pytest.mark.skipif(not bench.HAVE_JAX, reason="JAX is the benchmark-only extra: pip install -e .[bench]")
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_jax_agrees_with_the_same_weights(name):
+    w = TINY[name]()
+    opts = bench.Options(repeats=1, budget_s=0.0, xla=False, naive=False)
+    results = bench.run_workload(w, opts)
+    _check(results, {"jax"})
+    assert {r.method for r in results if r.group == "jax"} == {"jax jit(vmap(jacrev))", "jax jit(vmap(jacfwd))"}
+    auto = next(r for r in results if r.method == "sensreport auto")
+    assert auto.reference == "jax jit(vmap(jacrev))"
