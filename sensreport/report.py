@@ -276,7 +276,7 @@ class _Context:
                 self.spread[m] = S.quantiles(local, axis=0)
                 self.spread_overall[m] = S.quantiles(S.overall_local(local), axis=0)
                 if m == self.primary and self.n >= 3:
-                    self.top_k = min(5, max(1, self.n // 2))
+                    self.top_k = min(5, max(1, self.n // 3))  # small enough that a random order rarely shares it
                     self.stability = S.rank_stability(local, r.measures[m], self.top_k)
                 del local
         if self.deriv is not None:
@@ -931,7 +931,7 @@ def _fd_scatter(ctx: _Context, ad, fd, rel, pts, outputs, rtol) -> dict:
     for mask, name, colour, symbol in ((ok, f"within tolerance ({_tol(rtol)})", BLUE, "circle"),
                                        (~ok, "outside tolerance", VERMILLION, "x")):
         idx = np.flatnonzero(mask)
-        data.append({"type": "scatter", "mode": "markers", "name": f"{name}: {len(idx):,}",
+        data.append({"type": "scatter", "mode": "markers", "name": f"{name}: {len(idx):,} drawn",
                      "x": _round(x[idx], 8), "y": _round(y[idx], 8), "text": [labels[i] for i in idx],
                      "customdata": _round(e[idx], 3),
                      "marker": {"color": colour, "symbol": symbol, "size": 6, "opacity": 0.75},

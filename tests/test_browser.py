@@ -1,0 +1,385 @@
+"""Every example's report in a real browser: headless Debian Chromium driven by Playwright.
+
+No network: every request that is not a local file, blob or data URL is aborted and
+recorded. Each page is checked for console errors, page errors and dialogs (a dialog
+means injected script ran). Screenshots go to tests/_artifacts/ for people to look at.
+Chromium must be installed (``make browser``): without it these tests fail, they do
+not skip.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ARTIFACTS, EXAMPLES
+from test_report import make_result, sig
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+EXAMPLE_SPECS = {
+    "scalar": EXAMPLES / "seed" / "scalar.yaml",
+    "vector": EXAMPLES / "seed" / "vector.yaml",
+    "blackbox": EXAMPLES / "seed" / "blackbox.yaml",
+    "tabular": EXAMPLES / "tabular" / "spec.yaml",
+    "xss": EXAMPLES / "xss" / "spec.yaml",
+}
+LOCAL = ("file:", "blob:", "data:", "about:")
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    if not path:
+        pytest.fail("Debian's chromium is not installed: run `make browser` (or `make test`, which does)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    executable = _chromium()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="session")
+def reports(tmp_path_factory):
+    """Run the real command line on every example once; name -> output folder."""
+    from click.testing import CliRunner
+
+    from sensreport.cli import main
+
+    out = {}
+    for name, spec in EXAMPLE_SPECS.items():
+        folder = tmp_path_factory.mktemp(f"report-{name}")
+        res = CliRunner().invoke(main, ["run", str(spec), "--out", str(folder), "--quiet"], catch_exceptions=False)
+        assert res.exit_code == 0, (name, res.output)
+        out[name] = folder
+    return out
+
+
+class Page:
+    """A page opened offline, with everything that went wrong on it recorded."""
+
+    def __init__(self, browser, path: Path, wait: bool = True, route=None):
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+        self.page = self.context.new_page()
+        self.console_errors: list[str] = []
+        self.page_errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.blocked: list[str] = []
+        self.page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.page_errors.append(str(e)))
+        self.page.on("dialog", self._dialog)
+        self.page.route("**/*", route or self._offline)
+        t0 = time.perf_counter()
+        self.page.goto(path.resolve().as_uri())
+        if wait:
+            self.page.wait_for_selector("body[data-ready]", timeout=60_000)
+        self.seconds = time.perf_counter() - t0
+
+    def _dialog(self, dialog):
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def _offline(self, route):
+        if route.request.url.startswith(LOCAL):
+            route.continue_()
+        else:
+            self.blocked.append(route.request.url)
+            route.abort()
+
+    def clean(self):
+        assert self.page_errors == [] and self.console_errors == [] and self.dialogs == [] and self.blocked == [], (
+            self.page_errors, self.console_errors, self.dialogs, self.blocked)
+
+    def figures(self) -> dict:
+        return json.loads(self.page.eval_on_selector("#payload", "e => e.textContent"))["figures"]
+
+    def data(self, fig: str, trace: int = 0, attr: str = "z"):
+        return self.page.evaluate(f"() => document.getElementById('fig-{fig}').data[{trace}].{attr}")
+
+    def hover_cell(self, fig: str, col: int, row: int) -> str:
+        """Move the mouse over heatmap cell (row, col) and return the hover label's text."""
+        self.page.locator(f"#fig-{fig}").scroll_into_view_if_needed()
+        box = self.page.locator(f"#fig-{fig}").bounding_box()
+        x, y = self.page.evaluate(f"""() => {{
+            const L = document.getElementById('fig-{fig}')._fullLayout;
+            return [L.xaxis._offset + L.xaxis.l2p({col}), L.yaxis._offset + L.yaxis.l2p({row})]; }}""")
+        self.page.mouse.move(box["x"] + x, box["y"] + y)
+        label = self.page.locator(f"#fig-{fig} .hoverlayer .hovertext")
+        label.wait_for(timeout=5_000)
+        return label.evaluate("g => [...g.querySelectorAll(\"text\")].map(t => [...t.childNodes].map(n => n.textContent).join(\"\\n\")).join(\"\\n\")")
+
+    def close(self):
+        self.context.close()
+
+
+@pytest.fixture
+def open_page(browser):
+    pages = []
+
+    def open_(path: Path, **kw) -> Page:
+        pages.append(Page(browser, path, **kw))
+        return pages[-1]
+
+    yield open_
+    for p in pages:
+        p.close()
+
+
+def results(folder: Path) -> dict:
+    return json.loads((folder / "results.json").read_text())
+
+
+# --------------------------------------------------------------------------- every example
+@pytest.mark.parametrize("name", list(EXAMPLE_SPECS))
+def test_example_report_renders_offline_without_errors(name, reports, open_page):
+    page = open_page(reports[name] / "report.html")
+    page.clean()
+    figures = page.figures()
+    assert figures, "no figures"
+    for fid in figures:  # every plot rendered by plotly, with data
+        assert page.page.locator(f"#fig-{fid} .main-svg").count() >= 1, fid
+        assert page.page.evaluate(f"() => document.getElementById('fig-{fid}').data.length") >= 1, fid
+    assert page.page.locator("#checks tbody tr").count() >= 3
+    assert page.page.locator("#rankings-table tbody tr").count() == len(results(reports[name])["inputs"]["names"])
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.page.screenshot(path=str(ARTIFACTS / f"report-{name}.png"), full_page=True)
+
+
+# --------------------------------------------------------------------------- interaction
+def test_point_slider_changes_the_heatmap(reports, open_page):
+    folder = reports["tabular"]
+    jac = np.load(folder / "arrays.npz")["jacobian"]
+    page = open_page(folder / "report.html")
+    caption = page.page.locator("#cap-heat-point")
+    assert caption.inner_text().startswith("Point #0 (1 of 40 shown)")
+    np.testing.assert_allclose(page.data("heat-point"), sig(jac[0], 4))
+    page.page.eval_on_selector("#ctl-point", "e => { e.value = 17; e.dispatchEvent(new Event('input')); }")
+    page.page.wait_for_function("() => document.getElementById('cap-heat-point').textContent.startsWith('Point #17 ')")
+    z = np.asarray(page.data("heat-point"), dtype=float)
+    np.testing.assert_allclose(z, sig(jac[17], 4))
+    assert not np.allclose(z, sig(jac[0], 4))
+    page.clean()
+
+
+def test_hover_names_the_input_output_value_and_rank(reports, open_page):
+    folder = reports["tabular"]
+    res = results(folder)
+    page = open_page(folder / "report.html")
+    values = res["measures"]["values"]["mean_abs"]["per_output"]["p_late"]
+    text = page.hover_cell("heat-aggregate", col=2, row=1)  # debt_ratio, p_late
+    rank = res["rankings"]["mean_abs"]["per_output"]["p_late"].index("debt_ratio") + 1
+    assert "input debt_ratio" in text and "output p_late" in text
+    assert f"mean |dy/dx| {values['debt_ratio']:.4g}" in text
+    assert f"rank {rank} of 5 inputs for this output" in text
+    text = page.hover_cell("heat-aggregate", col=0, row=0)
+    assert "input age" in text and "output p_default" in text
+    page.clean()
+
+
+def test_csv_download_holds_the_table_numbers(reports, open_page, tmp_path):
+    folder = reports["tabular"]
+    res = results(folder)
+    page = open_page(folder / "report.html")
+    with page.page.expect_download() as dl:
+        page.page.click("a[data-download=rankings]")
+    assert dl.value.suggested_filename == "sensitivity-rankings.csv"
+    rows = list(csv.DictReader(io.StringIO(Path(dl.value.path()).read_text())))
+    values = res["measures"]["values"]
+    measures = res["measures"]["shown"]
+    for row in rows:  # every number is exactly the one in results.json
+        for m in measures:
+            expected = (values[m]["overall"] if row["scope"] == "overall" else values[m]["per_output"][row["output"]])
+            assert float(row[m]) == expected[row["input"]], (row, m)
+    assert len(rows) == 3 * 5
+    # the table shows the overall view: its cells carry the CSV's numbers and show 4 significant digits
+    table = page.page.eval_on_selector_all(
+        "#rankings-table tbody tr",
+        "trs => trs.map(tr => Object.fromEntries([...tr.cells].map(td => [td.dataset.key || 'input', [td.dataset.v, td.textContent]])))")
+    overall = {r["input"]: r for r in rows if r["scope"] == "overall"}
+    assert [t["input"][1] for t in table] == res["rankings"]["std_scaled"]["overall"]
+    for t in table:
+        name = t["input"][1]
+        for m in measures:
+            v, shown = t[m]
+            assert v == overall[name][m]
+            assert float(shown) == pytest.approx(float(v), rel=5e-4)
+    # another output and measure: the table and the bars follow the selectors
+    page.page.select_option("#ctl-rank-measure", "mean_abs")
+    page.page.select_option("#ctl-rank-view", label="p_late")
+    order = res["rankings"]["mean_abs"]["per_output"]["p_late"]
+    page.page.wait_for_function(
+        "n => document.querySelector('#rankings-table tbody tr td:nth-child(2)').textContent === n", arg=order[0])
+    assert page.page.eval_on_selector_all("#rankings-table tbody tr td:nth-child(2)", "tds => tds.map(t => t.textContent)") == order
+    assert page.data("ranking", 0, "y") == order
+    np.testing.assert_allclose(page.data("ranking", 0, "x"), sig([values["mean_abs"]["per_output"]["p_late"][n] for n in order], 6))
+    page.clean()
+
+
+def test_table_sorts_by_any_column(reports, open_page):
+    page = open_page(reports["tabular"] / "report.html")
+    page.page.click("#rankings-table th[data-key=input]")
+    names = page.page.eval_on_selector_all("#rankings-table tbody td:nth-child(2)", "tds => tds.map(t => t.textContent)")
+    assert names == sorted(names)
+    page.page.click("#rankings-table th[data-key=elasticity]")
+    v = page.page.eval_on_selector_all("#rankings-table tbody td[data-key=elasticity]", "tds => tds.map(t => +t.dataset.v)")
+    assert v == sorted(v, reverse=True)
+    page.clean()
+
+
+def test_every_chart_has_its_numbers_as_a_table(reports, open_page):
+    folder = reports["tabular"]
+    res = results(folder)
+    page = open_page(folder / "report.html")
+    for fid in page.figures():
+        if fid == "ranking":
+            continue  # its table is the rankings table
+        details = page.page.locator(f'details.numbers[data-figure="{fid}"]')
+        details.locator("summary").click()
+        details.locator("table tbody tr").first.wait_for(timeout=5_000)
+    cells = page.page.eval_on_selector_all(
+        'details.numbers[data-figure="heat-aggregate"] tbody tr',
+        "trs => trs.map(tr => [tr.cells[0].textContent, [...tr.cells].slice(1).map(td => +td.dataset.v)])")
+    inputs = res["inputs"]["names"]
+    for out, row in cells:
+        expected = [res["measures"]["values"]["mean_abs"]["per_output"][out][i] for i in inputs]
+        np.testing.assert_allclose(row, sig(expected, 6))
+    page.page.select_option("#ctl-heat-kind", "signed")  # the open table follows the chart
+    page.page.wait_for_function("""() => document.getElementById('fig-heat-aggregate').data[0].zmid === 0""")
+    jac = np.load(folder / "arrays.npz")["jacobian"]
+    signed = page.page.eval_on_selector_all(
+        'details.numbers[data-figure="heat-aggregate"] tbody tr', "trs => trs.map(tr => [...tr.cells].slice(1).map(td => +td.dataset.v))")
+    np.testing.assert_allclose(signed, sig(jac.mean(axis=0), 6))
+    page.clean()
+
+
+# --------------------------------------------------------------------------- escaping
+def test_html_and_script_in_names_stay_text(reports, open_page):
+    import yaml
+
+    spec = yaml.safe_load((EXAMPLES / "xss" / "spec.yaml").read_text())
+    page = open_page(reports["xss"] / "report.html")
+    page.clean()  # no dialog, no script error
+    p = page.page
+    assert p.evaluate("() => document.querySelectorAll('img').length") == 0
+    assert p.evaluate("() => document.scripts.length") == 3  # plotly.js, the payload, the page's script
+    assert p.evaluate("() => document.querySelectorAll('a[href^=\"javascript\"]').length") == 0
+    assert p.inner_text("h1") == spec["title"]
+    assert "<script>alert('description')</script>" in p.inner_text(".description")
+    names = spec["inputs"]["names"]
+    outputs = spec["model"]["output_names"]
+    # hover labels and tick labels show the names as text
+    text = page.hover_cell("heat-aggregate", col=0, row=1)
+    assert f"input {names[0]}" in text and f"output {outputs[1]}" in text
+    ticks = p.eval_on_selector_all("#fig-heat-aggregate .xtick text", "ts => ts.map(t => t.textContent)")
+    assert ticks == [n if len(n) <= 28 else n[:27] + "…" for n in names]  # long labels shortened on the axis
+    table_names = p.eval_on_selector_all("#rankings-table tbody td:nth-child(2)", "tds => tds.map(t => t.textContent)")
+    assert sorted(table_names) == sorted(names)
+    with p.expect_download() as dl:
+        p.click("a[data-download=rankings]")
+    text = Path(dl.value.path()).read_text()
+    assert "'=HYPERLINK(" in text and "\n=HYPERLINK" not in text and ",=HYPERLINK" not in text
+    with p.expect_download() as dl:
+        p.click("a[data-download=spec]")
+    assert Path(dl.value.path()).read_text() == (EXAMPLES / "xss" / "spec.yaml").read_text()
+    # moving through every control draws names again: still no script runs
+    p.select_option("#ctl-rank-view", index=2)
+    p.select_option("#ctl-row-output", index=0)
+    p.eval_on_selector("#ctl-point", "e => { e.value = 3; e.dispatchEvent(new Event('input')); }")
+    for d in p.locator("details.numbers summary").all():
+        d.click()
+    p.wait_for_timeout(200)
+    page.clean()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    p.screenshot(path=str(ARTIFACTS / "report-xss-controls.png"), full_page=True)
+
+
+# --------------------------------------------------------------------------- scale, images, CDN
+def test_large_run_report_is_small_and_interactive_quickly(open_page, tmp_path):
+    from sensreport.report import render_report
+
+    html = render_report(make_result(P=2000, m=20, n=200, rows=(0, 1)))
+    path = tmp_path / "report.html"
+    path.write_text(html, encoding="utf-8")
+    size = path.stat().st_size
+    assert size < 10e6
+    times = []
+    for _ in range(2):
+        page = open_page(path)
+        page.clean()
+        # from navigation start until the last plot is drawn (the page's script marks it)
+        times.append(page.page.evaluate("() => performance.getEntriesByName('sensreport-ready')[0].startTime") / 1000)
+        for fid in page.figures():
+            assert page.page.locator(f"#fig-{fid} .main-svg").count() >= 1, fid
+    print(f"\n2000 points x 20 outputs x 200 inputs: {size / 1e6:.2f} MB, all plots rendered after "
+          f"{', '.join(f'{t:.2f}' for t in times)} s")
+    assert min(times) < 15  # generous: a loaded machine must not fail this; the README records the measurement
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.page.screenshot(path=str(ARTIFACTS / "report-scale.png"), full_page=True)
+
+
+def test_image_report_draws_images_and_the_slider_moves_them(open_page, tmp_path):
+    from sensreport.report import render_report
+
+    r = make_result(P=20, m=4, n=12 * 10, input_shape=[12, 10, 1], fd=False, rows=())
+    path = tmp_path / "report.html"
+    path.write_text(render_report(r), encoding="utf-8")
+    page = open_page(path)
+    page.clean()
+    assert page.page.evaluate("() => document.getElementById('fig-img-aggregate').data.length") == 4
+    assert np.asarray(page.data("img-aggregate"), dtype=float).shape == (12, 10)
+    before = page.data("img-point", 0, "customdata")
+    page.page.eval_on_selector("#ctl-img-point", "e => { e.value = 5; e.dispatchEvent(new Event('input')); }")
+    page.page.wait_for_function("() => document.getElementById('cap-img-point').textContent.startsWith('Point #5 ')")
+    after = np.asarray(page.data("img-point", 0, "customdata"), dtype=float)
+    np.testing.assert_allclose(after, sig(np.abs(r.methods["jacobian"].values[5, 0]).reshape(12, 10), 4))
+    assert not np.allclose(after, np.asarray(before, dtype=float))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.page.screenshot(path=str(ARTIFACTS / "report-image.png"), full_page=True)
+
+
+def test_cdn_report_works_from_the_cdn_and_says_so_offline(reports, open_page, tmp_path):
+    import plotly.offline
+    from click.testing import CliRunner
+
+    from sensreport.cli import main
+
+    out = tmp_path / "cdn"
+    res = CliRunner().invoke(main, ["run", str(EXAMPLE_SPECS["vector"]), "--out", str(out), "--plotlyjs", "cdn", "-q"])
+    assert res.exit_code == 0, res.output
+    path = out / "report.html"
+    assert path.stat().st_size < 500_000
+    cdn = f"https://cdn.plot.ly/plotly-{plotly.offline.get_plotlyjs_version()}.min.js"
+    served = []
+
+    def fake_cdn(route):  # the CDN, served from the installed plotly package: still no network
+        if route.request.url == cdn:
+            served.append(route.request.url)
+            route.fulfill(status=200, content_type="application/javascript", body=plotly.offline.get_plotlyjs())
+        elif route.request.url.startswith(LOCAL):
+            route.continue_()
+        else:
+            route.abort()
+
+    page = open_page(path, route=fake_cdn)
+    assert served == [cdn]
+    assert page.page.locator("#fig-heat-aggregate .main-svg").count() >= 1
+    assert page.page_errors == [] and page.dialogs == []
+    offline = open_page(path)
+    assert offline.page.get_attribute("body", "data-ready") == "offline"
+    assert "could not be loaded" in offline.page.inner_text("p.offline")
+    assert offline.page.locator("#rankings-table tbody tr").count() == 3  # the tables still work
+    assert offline.page_errors == [] and offline.blocked == [cdn]

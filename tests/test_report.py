@@ -1,0 +1,364 @@
+"""The report's structure (build_report) and its HTML, on synthetic results without TensorFlow.
+
+``make_result`` builds a RunResult from a random Jacobian with the real measure
+functions; the browser tests (test_browser.py) reuse it for the scale target.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import re
+import time
+
+import numpy as np
+import pytest
+
+from sensreport import measures as M
+from sensreport import summaries as S
+from sensreport.report import _json, build_report, format_number, render_report
+from sensreport.results import MethodResult, RunResult
+
+MEASURES = ["std_scaled", "mean_abs", "rms", "elasticity", "positive_share"]
+
+
+def make_result(P=30, m=3, n=20, seed=0, input_shape=None, fd=True, rows=(0,), names_in=None, names_out=None,
+                jacobian=True) -> RunResult:
+    """A RunResult as the runner would build it, from a seeded random Jacobian ``[P, m, n]``.
+
+    Input j's derivatives shrink like exp(-j / 5), so the ranking is known; finite
+    differences are the Jacobian plus 1e-9 noise.
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(P, n)) * (1 + np.arange(n) / n)
+    y = rng.normal(size=(P, m)) + 3
+    scale = np.exp(-np.arange(n) / 5.0)
+    J = rng.normal(size=(P, m, n)) * scale + 0.5 * scale
+    names_in = names_in or [f"x{j}" for j in range(n)]
+    names_out = names_out or [f"y{i}" for i in range(m)]
+    methods = {}
+    if jacobian:
+        methods["jacobian"] = MethodResult("jacobian", "ok", values=J, outputs=list(range(m)), strategy="reverse",
+                                           dtype="float64", seconds=0.5, first_call_seconds=0.4, calls=1)
+    if rows:
+        methods["rows"] = MethodResult("rows", "ok", values=J[:, list(rows)], outputs=list(rows), strategy="reverse",
+                                       dtype="float64", seconds=0.1, calls=1)
+    agreement = None
+    if fd:
+        F = J + rng.normal(size=J.shape) * 1e-9
+        methods["finite_difference"] = MethodResult(
+            "finite_difference", "ok", values=F, outputs=list(range(m)), strategy="central, batched", dtype="float64",
+            seconds=0.2, calls=1, step=np.full((P, n), 6e-6))
+        if jacobian:
+            a = M.agreement(J, F, M.tolerance("float64"))
+            a["summary"].update(compared="jacobian", dtype="float64")
+            agreement = {"summary": a["summary"], "outputs": list(range(m))}
+    source = "jacobian" if jacobian else "finite_difference" if fd else "rows"
+    src = methods[source]
+    values = M.sensitivity_measures(src.values, x, y[:, src.outputs])
+    kw = dict(
+        title="Synthetic audit", description="A **random** Jacobian.",
+        model={"kind": "callable", "source": "synthetic.py:f", "sha256": "a" * 64, "summary": f"synthetic [{n}] -> [{m}]"},
+        input_names=names_in, output_names=names_out, input_shape=list(input_shape or [n]), output_shape=[m],
+        points=x, outputs=y, methods=methods, measure_source=source, measure_outputs=list(src.outputs),
+        measures=values, overall={k: M.overall(v, k) for k, v in values.items()}, shown_measures=list(MEASURES),
+        agreement=agreement, nonfinite={"outputs": M.nonfinite(y), source: M.nonfinite(src.values)},
+        dead_inputs=M.dead_inputs(src.values), warnings=[], timings={"jacobian": 0.5},
+        provenance={"created": "2026-01-02T03:04:05+00:00", "spec_path": "synthetic.yaml", "spec_sha256": "b" * 64,
+                    "model_sha256": "a" * 64, "command": ["sensreport", "run", "synthetic.yaml"], "seed": None,
+                    "versions": {"numpy": np.__version__}},
+        spec_text="version: 1\ntitle: Synthetic audit\n",
+    )
+    # RunResult grows new fields as the runner grows: give any other required field an empty value
+    for f in dataclasses.fields(RunResult):
+        if f.name not in kw and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            kw[f.name] = {}
+    return RunResult(**kw)
+
+
+def payload(html: str) -> dict:
+    """The JSON the page's script reads (figures, downloads, table)."""
+    return json.loads(re.search(r'<script type="application/json" id="payload">(.*?)</script>', html, re.S).group(1))
+
+
+def csv_rows(report: dict) -> list[dict]:
+    text = json.loads(report["payload_json"])["downloads"]["rankings"]["text"]
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def sig(a, digits):
+    return np.vectorize(lambda v: float(f"{v:.{digits}g}"))(np.asarray(a, dtype=np.float64))
+
+
+# --------------------------------------------------------------------------- structure
+def test_sections_summary_and_checks():
+    r = make_result()
+    rep = build_report(r)
+    figs = json.loads(rep["payload_json"])["figures"]
+    assert set(figs) == {"ranking", "heat-aggregate", "heat-point", "heat-rows", "fd-scatter", "fd-error"}
+    # one sentence per output naming its top input by the leading measure (std-scaled)
+    for row, s in enumerate(rep["summary"]["sentences"]):
+        top = M.ranking(r.measures["std_scaled"][row])[0]
+        assert s["output"] == f"y{row}"
+        assert s["text"].startswith(f"reacts most to {r.input_names[top]} (")
+    order = [c["status"] for c in rep["checks"]]
+    assert order == sorted(order, key=["fail", "error", "warn", "pass", "na"].index)
+    assert any(c["title"] == "Finite differences agree with automatic derivatives" for c in rep["checks"])
+    assert rep["created"] == "02 Jan 2026, 03:04 UTC"
+    assert rep["provenance"]["command"] == "sensreport run synthetic.yaml"
+
+
+def test_failures_come_first_with_their_reason():
+    r = make_result()
+    r.methods["rows"] = MethodResult("rows", "failed", "TensorFlow found PyFunc ops", outputs=[0])
+    r.nonfinite["jacobian"] = {"count": 2, "nan": 1, "inf": 1, "locations": [[0, 1, 2], [3, 0, 0]]}
+    checks = build_report(r)["checks"]
+    assert [c["status"] for c in checks[:2]] == ["fail", "fail"]
+    titles = {c["title"]: c for c in checks[:2]}
+    assert titles["Selected rows (gradients of chosen outputs) failed"]["text"] == "TensorFlow found PyFunc ops"
+    assert "first at point #0, y1 / x2, point #3, y0 / x0" in titles["Non-finite values"]["items"][0]
+
+
+def _with_jacobian(r, J):
+    r.points = np.tile(np.linspace(-1.0, 1.0, len(J))[:, None], (1, J.shape[2]))  # every input spreads alike
+    r.methods = {"jacobian": MethodResult("jacobian", "ok", values=J, outputs=list(range(J.shape[1])))}
+    r.measures = M.sensitivity_measures(J, r.points, r.outputs)
+    r.overall = {k: M.overall(v, k) for k, v in r.measures.items()}
+    r.dead_inputs = M.dead_inputs(J)
+    r.agreement = None
+    return r
+
+
+def test_dead_inputs_unstable_rankings_and_sign_changes_are_warnings():
+    rng = np.random.default_rng(1)
+    J = (9.0 - np.arange(9)) * (1 + 0.1 * rng.uniform(size=(40, 2, 9)))  # positive, one clear order
+    calm = {c["title"]: c["status"] for c in build_report(_with_jacobian(make_result(P=40, m=2, n=9), J))["checks"]}
+    assert calm["Rankings are stable across points"] == calm["Directions are consistent"] == "pass"
+    assert calm["No dead inputs"] == "pass"
+    J[:, :, 8] = 0.0  # a dead input
+    J[:20, 0, 0] *= -1  # y0 falls with x0 at half the points
+    J[:, 1, :8] = [9.0 - rng.permutation(8) for _ in range(40)]  # y1: another order of the inputs at every point
+    checks = {c["title"]: c for c in build_report(_with_jacobian(make_result(P=40, m=2, n=9), J))["checks"]}
+    assert checks["1 dead input"]["status"] == "warn" and "with respect to x8 is exactly zero" in checks["1 dead input"]["text"]
+    direction = checks["Direction changes across points (1 case)"]
+    assert direction["status"] == "warn"
+    assert direction["items"] == ["y0 rises with x0 at 50% of points and falls at 50%"]
+    unstable = checks["Ranking changes across points for 1 output"]
+    assert len(unstable["items"]) == 1 and unstable["items"][0].startswith("y1: median Spearman ")
+
+
+def test_configured_checks_set_the_status_and_add_rows():
+    r = make_result()
+    r.checks = [
+        {"id": "fd_vs_ad", "status": "fail", "value": 0.5, "threshold": {"min_share": 0.99}, "severity": "fail",
+         "message": "50% agree"},
+        {"id": "baseline.drift", "status": "warn", "value": 0.3, "threshold": 0.1, "severity": "warn",
+         "message": "largest relative change of mean_abs: 0.3"},
+    ]
+    checks = build_report(r)["checks"]
+    assert checks[0]["status"] == "fail" and checks[0]["key"] == "fd_vs_ad"
+    assert checks[0]["items"][0] == "Spec check fd_vs_ad: 50% agree (threshold min_share 0.99, severity fail)"
+    drift = next(c for c in checks if c["key"] == "baseline.drift")
+    assert drift["status"] == "warn" and drift["title"] == "Drift against the baseline run"
+
+
+# --------------------------------------------------------------------------- rankings
+def test_csv_holds_the_exact_measures_ranks_and_spread():
+    r = make_result()
+    rep = build_report(r)
+    rows = csv_rows(rep)
+    assert len(rows) == (r.measures["mean_abs"].shape[0] + 1) * 20  # overall + each output, every input
+    local = S.local_values("mean_abs", r.methods["jacobian"].values, r.points, r.outputs)
+    q = S.quantiles(local, axis=0)
+    for row in rows:
+        j = r.input_names.index(row["input"])
+        if row["scope"] == "overall":
+            assert row["output"] == ""
+            for m in MEASURES:
+                assert float(row[m]) == r.overall[m][j]
+            continue
+        i = r.output_names.index(row["output"])
+        for m in MEASURES:
+            assert float(row[m]) == r.measures[m][i, j]  # exact: the CSV writes repr(), as results.json
+        assert int(row["rank_mean_abs"]) == S.rank_positions(r.measures["mean_abs"][i])[j]
+        assert float(row["mean_abs_p25"]) == float(f"{q[0, i, j]:.6g}")
+        assert float(row["mean_abs_p75"]) == float(f"{q[2, i, j]:.6g}")
+    # rows of one view come in ranking order of the leading measure
+    y1 = [row["input"] for row in rows if row["output"] == "y1"]
+    assert y1 == [r.input_names[j] for j in M.ranking(r.measures["std_scaled"][1])]
+
+
+def test_ranking_chart_top_15_plus_all_others():
+    r = make_result(n=40)
+    fig = json.loads(build_report(r)["payload_json"])["figures"]["ranking"]
+    assert set(fig["variants"]) == {f"{m}|{v}" for m in ["std_scaled", "mean_abs", "rms", "elasticity"]
+                                    for v in ["overall", "o0", "o1", "o2"]}
+    bars = fig["variants"]["mean_abs|o2"]["data"][0]
+    order = M.ranking(r.measures["mean_abs"][2])
+    assert bars["y"][:15] == [r.input_names[j] for j in order[:15]]
+    assert bars["y"][15] == "all other 25 inputs (sum)"
+    assert bars["x"][15] == pytest.approx(np.sum(r.measures["mean_abs"][2][order[15:]]), rel=1e-5)
+    iqr = fig["variants"]["mean_abs|o2"]["data"][1]
+    q = S.quantiles(np.abs(r.methods["jacobian"].values[:, 2]), axis=0)
+    np.testing.assert_allclose(iqr["x"], q[1][order[:15]], rtol=1e-5)
+    np.testing.assert_allclose(iqr["error_x"]["array"], (q[2] - q[1])[order[:15]], rtol=1e-5, atol=1e-12)
+    # few inputs: every input gets a bar, no "other" bar
+    small = json.loads(build_report(make_result(n=16))["payload_json"])["figures"]["ranking"]
+    assert len(small["data"][0]["y"]) == 16
+
+
+# --------------------------------------------------------------------------- heatmaps
+def test_heatmaps_hold_the_measures_and_per_point_derivatives():
+    r = make_result(P=12)
+    figs = json.loads(build_report(r)["payload_json"])["figures"]
+    agg = figs["heat-aggregate"]
+    t = agg["data"][0]
+    np.testing.assert_allclose(t["z"], sig(r.measures["mean_abs"], 6))
+    assert t["customdata"] == S.rank_positions(r.measures["mean_abs"]).tolist()
+    assert t["x"] == r.input_names and t["y"] == r.output_names
+    np.testing.assert_allclose(agg["variants"]["signed"]["data"][0]["z"],
+                               sig(r.methods["jacobian"].values.mean(axis=0), 6))
+    assert agg["variants"]["signed"]["data"][0]["zmid"] == 0
+    point = figs["heat-point"]
+    assert point["controls"] == ["point"] and len(point["variants"]) == 12
+    np.testing.assert_allclose(point["variants"]["7"]["data"][0]["z"], sig(r.methods["jacobian"].values[7], 4))
+    assert point["variants"]["7"]["caption"].startswith("Point #7 (8 of 12 shown): x0 = ")
+    rows = figs["heat-rows"]  # the rows method's output 0: points x inputs
+    np.testing.assert_allclose(rows["data"][0]["z"], sig(r.methods["rows"].values[:, 0], 4))
+
+
+def test_large_runs_stay_small_and_say_so():
+    r = make_result(P=2000, m=20, n=200, rows=(0, 1))
+    t0 = time.perf_counter()
+    html = render_report(r)
+    seconds = time.perf_counter() - t0
+    size = len(html.encode("utf-8"))
+    print(f"\nrender 2000 points x 20 outputs x 200 inputs: {seconds:.1f} s, {size / 1e6:.2f} MB")
+    assert size < 10e6
+    p = payload(html)
+    assert len(p["figures"]["heat-point"]["variants"]) == 15  # 60,000 cells / (20 x 200)
+    assert "Cell budget: 15 of 2,000 points are embedded, evenly spaced" in html
+    assert "2,000 of 8,000,000 entries are drawn: the 200 with the largest relative error" in html
+    assert len(p["figures"]["fd-scatter"]["data"][0]["x"]) + len(p["figures"]["fd-scatter"]["data"][1]["x"]) == 2000
+
+
+def test_column_budget_keeps_the_most_influential_inputs():
+    r = make_result(P=3, m=50, n=1000, fd=False, rows=())
+    rep = build_report(r)
+    t = json.loads(rep["payload_json"])["figures"]["heat-aggregate"]["data"][0]
+    assert len(t["x"]) == 800  # 40,000 cells / 50 outputs
+    top = set(M.ranking(r.overall["std_scaled"])[:800])
+    assert t["x"] == [r.input_names[j] for j in sorted(top)]
+    assert "Cell budget: the 800 most influential of 1,000 inputs" in " ".join(rep["heatmaps"]["notes"])
+
+
+# --------------------------------------------------------------------------- degrading
+def test_without_per_point_derivatives_the_aggregates_remain():
+    r = make_result(fd=False, rows=())
+    r.methods["jacobian"].values = None  # e.g. execution.arrays: none
+    rep = build_report(r)
+    figs = json.loads(rep["payload_json"])["figures"]
+    assert set(figs) == {"ranking", "heat-aggregate"}
+    assert rep["heatmaps"]["point"] is None and "were not kept" in rep["heatmaps"]["point_note"]
+    assert "Bars: the measure over all points. The per-point derivatives" in rep["rankings"]["notes"][0]
+    assert "mean_abs_p25" not in csv_rows(rep)[0]
+    html = render_report(r)
+    assert "were not kept" in html
+
+
+def test_without_any_derivatives_the_failures_are_the_report():
+    r = make_result(fd=False, rows=())
+    r.methods = {"jacobian": MethodResult("jacobian", "failed", "TensorFlow found PyFunc ops", outputs=[0, 1, 2])}
+    r.measure_source, r.measure_outputs, r.measures, r.overall, r.agreement = None, [], {}, {}, None
+    r.nonfinite = {"outputs": M.nonfinite(r.outputs)}
+    rep = build_report(r)
+    assert rep["rankings"] is None and rep["heatmaps"] is None
+    assert rep["checks"][0]["status"] == "fail" and "PyFunc" in rep["checks"][0]["text"]
+    assert "No method produced derivatives" in render_report(r)
+
+
+def test_rows_only_runs_map_the_selected_outputs():
+    r = make_result(fd=False, rows=(2,), jacobian=False)
+    rep = build_report(r)
+    t = json.loads(rep["payload_json"])["figures"]["heat-aggregate"]["data"][0]
+    assert t["y"] == ["y2"]
+    assert "Only the 1 selected outputs (methods.rows)" in " ".join(rep["heatmaps"]["notes"])
+
+
+def test_one_point_has_no_spread_and_no_slider():
+    r = make_result(P=1)
+    rep = build_report(r)
+    assert rep["heatmaps"]["point"] is None and rep["heatmaps"]["point_note"].startswith("One point only")
+    assert any(c["title"] == "Stability across points" and c["status"] == "na" for c in rep["checks"])
+
+
+# --------------------------------------------------------------------------- images
+def test_image_shaped_inputs_are_drawn_as_images():
+    r = make_result(P=6, m=3, n=6 * 5 * 2, input_shape=[6, 5, 2], fd=False, rows=())
+    rep = build_report(r)
+    figs = json.loads(rep["payload_json"])["figures"]
+    assert rep["heatmaps"] is None and "heat-aggregate" not in figs
+    img = figs["img-aggregate"]
+    assert len(img["data"]) == 3
+    expected = S.to_image(r.measures["mean_abs"][1], [6, 5, 2])  # channels averaged as mean |value|
+    np.testing.assert_allclose(img["data"][1]["customdata"], sig(expected, 4))
+    assert np.asarray(img["data"][1]["z"]).shape == (6, 5)
+    assert img["layout"]["coloraxis"]["cmax"] == 1
+    assert len(figs["img-point"]["variants"]) == 6
+    assert "axis 2 (channels) is averaged as mean |value|" in " ".join(rep["images"]["notes"])
+
+
+# --------------------------------------------------------------------------- HTML
+def test_user_text_cannot_leave_its_context():
+    evil_in = ["</script><script>alert(1)</script>", '"><img src=x onerror=alert(2)>', "a & b"]
+    evil_out = ["<b>y</b>", "</script>"]
+    r = make_result(m=2, n=3, names_in=evil_in, names_out=evil_out, rows=(1,))
+    r.title = "<script>alert('t')</script>"
+    r.description = "<img src=x onerror=alert(3)> [x](javascript:alert(4))"
+    html = render_report(r, plotlyjs="cdn")
+    # exactly our own three script elements: plotly.js, the payload and the page's script
+    assert len(re.findall(r"<script", html, re.I)) == 3 and len(re.findall(r"</script", html, re.I)) == 3
+    assert "<img" not in html and 'href="javascript' not in html
+    assert "&lt;script&gt;alert(&#39;t&#39;)&lt;/script&gt;" in html
+    p = payload(html)
+    assert p["figures"]["heat-aggregate"]["data"][0]["x"][0] == "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;"
+    assert "\noutput,<b>y</b>,</script><script>alert(1)</script>," in p["downloads"]["rankings"]["text"]  # real names
+    assert _json({"a": "</script>&"}) == '{"a":"\\u003c/script\\u003e\\u0026"}'
+
+
+def test_cdn_mode_is_small():
+    import plotly.offline
+
+    html = render_report(make_result(), plotlyjs="cdn")
+    assert len(html) < 1e6
+    assert f'<script src="https://cdn.plot.ly/plotly-{plotly.offline.get_plotlyjs_version()}.min.js"' in html
+
+
+def test_format_number():
+    assert [format_number(v) for v in (None, 0, 0.43647, 1.2e-5, 123456.0, float("nan"), float("inf"))] == [
+        "—", "0", "0.4365", "1.200e-05", "1.235e+05", "NaN", "∞"]
+
+
+# --------------------------------------------------------------------------- end to end
+def test_image_model_end_to_end(cli, write_spec, tmp_path):
+    """A callable on [6, 6, 1] images whose output depends on pixel (2, 3) most: the image shows it."""
+    np.save(tmp_path / "points.npy", np.random.default_rng(0).uniform(0.5, 1.5, size=(5, 6, 6, 1)))
+    spec = write_spec("""\
+        title: Tiny image model
+        model:
+          callable: f.py:score
+        inputs:
+          points: {npy: points.npy}
+        methods:
+          jacobian: {}
+        """, f__py="import tensorflow as tf\n\ndef score(x):\n"
+                   "    return tf.stack([5.0 * x[2, 3, 0] ** 2 + tf.reduce_sum(x), tf.reduce_mean(x)])\n")
+    res = cli("run", spec, "--out", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    html = (tmp_path / "out" / "report.html").read_text()
+    img = payload(html)["figures"]["img-aggregate"]
+    z = np.asarray(img["data"][0]["customdata"], dtype=float)
+    assert z.shape == (6, 6) and np.unravel_index(np.argmax(z), z.shape) == (2, 3)
+    assert "Sensitivity images" in html and "Heatmaps: outputs × inputs" not in html
