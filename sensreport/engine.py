@@ -37,7 +37,15 @@ DEFAULT_MEMORY_FRACTION = 0.25
 #: Most rows (points x basis vectors) sent to the model in one call.
 MAX_ROWS_PER_CALL = 1 << 16
 
-MODES = ("auto", "forward", "reverse", "reverse-pfor")
+#: ``mode`` values: ``auto`` picks the direction by shape; ``forward`` and ``reverse`` use
+#: the vectorized kernel and fall back to the tiled one; the last four name one kernel.
+MODES = ("auto", "forward", "reverse", "forward-pfor", "forward-tiled", "reverse-pfor", "reverse-tiled")
+#: Kernels built on pfor (vectorized_map / batch_jacobian), with a tiled fallback.
+KERNELS_WITH_FALLBACK = frozenset({"forward-pfor", "reverse-pfor", "reverse-pfor-full"})
+#: What each direction tries, in order.
+#: What each direction tries, in order; the tiled reverse kernel needs neither pfor nor
+#: forward-mode rules, so it is everyone's last resort.
+KERNEL_ORDER = {"forward": ("forward-pfor", "forward-tiled", "reverse-tiled"), "reverse": ("reverse-pfor", "reverse-tiled")}
 
 
 class NotDifferentiableError(Exception):
@@ -121,8 +129,9 @@ class Target:
         The dtype in which derivatives are computed (``float32`` or ``float64``).
     activation_size : int, optional
         Floats of intermediate activations per point, used to estimate memory.
-    jit_compile : bool
-        Compile the derivative kernels with XLA.
+    jit_compile : bool or "auto"
+        Compile the derivative kernels with XLA: always, never, or (``"auto"``) when a
+        timing of both on the first chunk finds XLA faster (see :func:`autotune_xla`).
     """
 
     def __init__(
@@ -134,7 +143,7 @@ class Target:
         dtype: str = "float32",
         activation_size: int | None = None,
         name: str = "model",
-        jit_compile: bool = False,
+        jit_compile: bool | str = "auto",
     ):
         self.fn = fn
         self.input_shape = tuple(int(s) for s in input_shape)
@@ -144,6 +153,7 @@ class Target:
         self.name = name
         self.activation_size = activation_size
         self.jit_compile = jit_compile
+        self._xla: dict[tuple[str, str], bool] = {}  # autotuned: kernel -> XLA faster?
         self.output_shape: tuple[int, ...] | None = None
         self.notes: list[str] = []
         self._vectorize = "pfor"
@@ -181,9 +191,16 @@ class Target:
             y = tf.cast(y, xf.dtype)
         return tf.reshape(y, [batch, -1])
 
-    def _kernel(self, kind: str, dtype: str):
-        """Compile (once) the kernel ``kind`` for inputs of ``dtype``."""
-        key = (kind, dtype)
+    def _kernel(self, kind: str, dtype: str, jit: bool | None = None):
+        """Compile (once) the kernel ``kind`` for inputs of ``dtype``, with XLA when ``jit``.
+
+        ``jit=None`` follows the target: ``jit_compile=True`` always, ``"auto"`` when
+        :func:`autotune_xla` found XLA faster for this kernel, else never.
+        """
+        if jit is None:
+            jit = self.jit_compile is True or (self.jit_compile == "auto" and self._xla.get((kind, dtype), False))
+        jit = bool(jit) and kind != "evaluate"
+        key = (kind, dtype, jit)
         if key in self._kernels:
             return self._kernels[key]
         tf = _tf()
@@ -198,7 +215,11 @@ class Target:
         def evaluate(x):
             return self._flat_call(x)
 
-        def forward(x, cols):
+        def unconnected():
+            return NotDifferentiableError("no gradient path from the inputs to the outputs")
+
+        def forward_tiled(x, cols):
+            # the batch tiled once per tangent: one model call on c * B rows
             batch, c = tf.shape(x)[0], tf.shape(cols)[0]
             xt = tile(x, c)
             tangents = tf.one_hot(cols, n, dtype=tdtype)  # [c, n]
@@ -207,10 +228,24 @@ class Target:
                 y = self._flat_call(xt)
             jvp = acc.jvp(y)
             if jvp is None:
-                raise NotDifferentiableError("no gradient path from the inputs to the outputs")
+                raise unconnected()
             return tf.transpose(tf.reshape(jvp, [c, batch, -1]), [1, 2, 0])  # [B, m, c]
 
-        def reverse(x, outs):
+        def forward_pfor(x, cols):
+            # JVPs vectorized over the tangents: the primal pass is loop-invariant, done once
+            def jvp(t):
+                with tf.autodiff.ForwardAccumulator(x, tf.broadcast_to(t[None, :], tf.shape(x))) as acc:
+                    y = self._flat_call(x)
+                out = acc.jvp(y)
+                if out is None:
+                    raise unconnected()
+                return out  # [B, m]
+
+            tangents = tf.one_hot(cols, n, dtype=tdtype)
+            return tf.transpose(tf.vectorized_map(jvp, tangents, fallback_to_while_loop=False), [1, 2, 0])
+
+        def reverse_tiled(x, outs):
+            # the batch tiled once per cotangent: one model call on c * B rows
             batch, c = tf.shape(x)[0], tf.shape(outs)[0]
             xt = tile(x, c)
             with tf.GradientTape() as tape:
@@ -220,31 +255,68 @@ class Target:
             cot = tf.reshape(tf.broadcast_to(cot[:, None, :], [c, batch, tf.shape(y)[1]]), [c * batch, -1])
             grad = tape.gradient(y, xt, output_gradients=cot)
             if grad is None:
-                raise NotDifferentiableError("no gradient path from the inputs to the outputs")
+                raise unconnected()
             return tf.transpose(tf.reshape(grad, [c, batch, n]), [1, 0, 2])  # [B, c, n]
 
-        def reverse_pfor(x):
+        def reverse_pfor(x, outs):
+            # one forward pass, the selected outputs' backward passes vectorized (batch_jacobian)
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = tf.gather(self._flat_call(x), outs, axis=1)
+            jac = tape.batch_jacobian(y, x)
+            if jac is None:
+                raise unconnected()
+            return jac  # [B, c, n]
+
+        def reverse_pfor_full(x):
+            # all outputs: no gather (whose gradient, a scatter, would cost in every backward pass)
             with tf.GradientTape() as tape:
                 tape.watch(x)
                 y = self._flat_call(x)
             jac = tape.batch_jacobian(y, x)
             if jac is None:
-                raise NotDifferentiableError("no gradient path from the inputs to the outputs")
-            return jac
+                raise unconnected()
+            return jac  # [B, m, n]
+
+        def fd_central(x, plus, minus, cols):
+            batch, c = tf.shape(x)[0], tf.shape(cols)[0]
+            eye = tf.one_hot(cols, n, dtype=tdtype)[None]  # [1, c, n]
+            up = x[:, None, :] + eye * tf.gather(plus, cols, axis=1)[:, :, None]
+            down = x[:, None, :] - eye * tf.gather(minus, cols, axis=1)[:, :, None]
+            y = self._flat_call(tf.reshape(tf.concat([up, down], axis=1), [-1, n]))
+            y = tf.reshape(y, [batch, 2, c, -1])
+            return y[:, 0] - y[:, 1]  # [B, c, m]: differences; divided by the steps in float64
+
+        def fd_forward(x, plus, minus, cols):
+            batch, c = tf.shape(x)[0], tf.shape(cols)[0]
+            eye = tf.one_hot(cols, n, dtype=tdtype)[None]
+            up = tf.reshape(x[:, None, :] + eye * tf.gather(plus, cols, axis=1)[:, :, None], [-1, n])
+            y = self._flat_call(tf.concat([up, x], axis=0))
+            y_up = tf.reshape(y[: batch * c], [batch, c, -1])
+            return y_up - y[batch * c :][:, None, :]
 
         body, sig = {
             "evaluate": (evaluate, [x_spec]),
-            "forward": (forward, [x_spec, i_spec]),
-            "reverse": (reverse, [x_spec, i_spec]),
-            "reverse-pfor": (reverse_pfor, [x_spec]),
+            "forward-tiled": (forward_tiled, [x_spec, i_spec]),
+            "forward-pfor": (forward_pfor, [x_spec, i_spec]),
+            "reverse-tiled": (reverse_tiled, [x_spec, i_spec]),
+            "reverse-pfor": (reverse_pfor, [x_spec, i_spec]),
+            "reverse-pfor-full": (reverse_pfor_full, [x_spec]),
+            "fd-central": (fd_central, [x_spec, x_spec, x_spec, i_spec]),
+            "fd-forward": (fd_forward, [x_spec, x_spec, x_spec, i_spec]),
         }[kind]
-        jit = self.jit_compile and kind != "evaluate"
+        if kind in KERNELS_WITH_FALLBACK or kind.startswith("fd-"):
+            self._kernel("evaluate", dtype)  # settles vectorization / eager mode of the model first
+            if self._eager:
+                raise RuntimeError("the function cannot be traced by TensorFlow")
         compiled = tf.function(body, input_signature=sig, reduce_retracing=True, jit_compile=jit or None)
         try:
             compiled.get_concrete_function(*sig)
         except NotDifferentiableError:
             raise
         except Exception as exc:  # noqa: BLE001 - any tracing failure decides the fallback
+            if kind in KERNELS_WITH_FALLBACK or kind.startswith("fd-"):
+                raise  # the caller falls back to another kernel
             if not self.batched and self._vectorize == "pfor":
                 self._vectorize = "map_fn"
                 self._note(
@@ -396,6 +468,55 @@ def _gib(nbytes: int) -> str:
     return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
 
 
+def select_kernel(target: Target, order) -> tuple[str, Any, list[str]]:
+    """The first kernel in ``order`` that traces for ``target``: (name, kernel, notes)."""
+    notes: list[str] = []
+    for i, kind in enumerate(order):
+        try:
+            return kind, target._kernel(kind, target.dtype), notes
+        except NotDifferentiableError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. an op without a forward-mode or pfor rule
+            if i == len(order) - 1:
+                raise
+            notes.append(f"{kind} could not be traced ({_first_line(exc)}); {order[i + 1]} was used.")
+    raise ValueError("no kernel to try")  # pragma: no cover
+
+
+#: Autotuning runs only when one plain call of the first chunk takes at least this long:
+#: below it, XLA's compile time (0.1-0.6 s) cannot pay off within a run.
+AUTOTUNE_MIN_SECONDS = 0.002
+
+
+def autotune_xla(target: Target, kind: str, args: tuple) -> list[str]:
+    """With ``jit_compile="auto"``: time ``kind`` with and without XLA on ``args``; keep the faster.
+
+    Each variant is called twice (the first call traces or compiles) and the second
+    call is timed. The choice is remembered on the target, so a run tunes each kernel
+    once. Returns notes for the results.
+    """
+    if target.jit_compile != "auto" or (kind, target.dtype) in target._xla:
+        return []
+    target._xla[(kind, target.dtype)] = False
+
+    def timed(kernel) -> float:
+        kernel(*args)
+        t0 = time.perf_counter()
+        kernel(*args)[0].numpy()
+        return time.perf_counter() - t0
+
+    plain = timed(target._kernel(kind, target.dtype, jit=False))
+    if plain < AUTOTUNE_MIN_SECONDS:
+        return []
+    try:
+        xla = timed(target._kernel(kind, target.dtype, jit=True))
+    except Exception as exc:  # noqa: BLE001 - XLA cannot compile every op
+        return [f"XLA could not compile {kind} ({_first_line(exc)}); it runs without XLA."]
+    target._xla[(kind, target.dtype)] = xla < plain
+    chosen = "with" if xla < plain else "without"
+    return [f"{kind} runs {chosen} XLA (first chunk: {plain * 1e3:.1f} ms without, {xla * 1e3:.1f} ms with)."]
+
+
 def choose_mode(n: int, m: int) -> str:
     """Forward mode when there are fewer inputs than outputs, reverse otherwise.
 
@@ -453,8 +574,12 @@ def jacobian(
     ----------
     target : Target
     points : ndarray, shape [P, n] (or [P, *input_shape])
-    mode : {"auto", "forward", "reverse", "reverse-pfor"}
-        ``auto`` picks forward mode when ``n <= m`` and reverse mode otherwise.
+    mode : str
+        ``auto`` picks forward mode when ``n <= m`` and reverse mode otherwise;
+        ``forward`` and ``reverse`` use the vectorized kernel (``forward-pfor``: JVPs
+        vectorized over tangents; ``reverse-pfor``: ``batch_jacobian``) and fall back to
+        the tiled one when an op cannot be vectorized; the four kernel names force one
+        kernel (with the tiled fallback, noted in ``notes``).
     memory_budget : int, optional
         Bytes one computation may use; default a quarter of available memory. The
         result array must fit in it; model calls are chunked to fit.
@@ -468,38 +593,46 @@ def jacobian(
     n, m, p = target.n, target.m, len(x)
     budget = memory_budget or default_memory_budget()
     _check_fits(key, (p, m, n), np.dtype(target.dtype).itemsize, budget, "Jacobian array")
-    strategy = choose_mode(n, m) if mode == "auto" else mode
-    notes: list[str] = []
-    if strategy != "reverse":
-        # the tiled reverse kernel needs neither forward-mode rules nor pfor: the fallback
-        try:
-            target._kernel(strategy, target.dtype)
-        except NotDifferentiableError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - e.g. an op without a forward-mode or pfor rule
-            notes.append(f"{strategy} mode could not be traced ({_first_line(exc)}); tiled reverse mode was used.")
-            strategy = "reverse"
-    out = np.empty((p, m, n), dtype=target.dtype)
-    kernel = target._kernel(strategy, target.dtype)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    direction = choose_mode(n, m) if mode == "auto" else mode.split("-")[0]
+    order = KERNEL_ORDER[direction] if mode in ("auto", "forward", "reverse") else (mode, "reverse-tiled")
+    strategy, kernel, notes = select_kernel(target, order)
+    direction = strategy.split("-")[0]
     t_start = time.perf_counter()
-    if strategy == "reverse-pfor":
-        per_call, _ = plan_chunks(m, target.row_bytes(), p, budget)
-        width, basis = 1, 1
-        call = lambda sl, idx: kernel(tf.constant(x[sl])).numpy()  # noqa: E731
+    width = n if direction == "forward" else m
+    out = np.empty((p, m, n), dtype=target.dtype) if p else np.zeros((0, m, n), target.dtype)
+    per_call, basis = plan_chunks(width, target.row_bytes(), p, budget)
 
-        def place(sl, idx, v):
-            out[sl] = v
+    probe = tf.constant(x[:per_call])
+    if strategy == "reverse-pfor" and basis == width:
+        notes += autotune_xla(target, "reverse-pfor-full", (probe,))
+        full = target._kernel("reverse-pfor-full", target.dtype)  # traces whenever reverse-pfor did
+
+        def call(sl, idx):
+            return full(tf.constant(x[sl])).numpy()
     else:
-        width = n if strategy == "forward" else m
-        per_call, basis = plan_chunks(width, target.row_bytes(), p, budget)
-        call = lambda sl, idx: kernel(tf.constant(x[sl]), tf.constant(idx, tf.int32)).numpy()  # noqa: E731
-        if strategy == "forward":
-            def place(sl, idx, v):
-                out[sl, :, idx[0] : idx[-1] + 1] = v
-        else:
-            def place(sl, idx, v):
-                out[sl, idx[0] : idx[-1] + 1, :] = v
-    first, calls = _sweep(x, per_call, width, basis, call, place, progress)
+        notes += autotune_xla(target, strategy, (probe, tf.constant(np.arange(basis), tf.int32)))
+        kernel = target._kernel(strategy, target.dtype)
+
+        def call(sl, idx):
+            return kernel(tf.constant(x[sl]), tf.constant(idx, tf.int32)).numpy()
+
+    if direction == "forward":
+        def place(sl, idx, v):
+            out[sl, :, idx[0] : idx[-1] + 1] = v
+    else:
+        def place(sl, idx, v):
+            out[sl, idx[0] : idx[-1] + 1, :] = v
+    if per_call >= p and basis >= width:  # one call: its result is the array, no copy
+        t0 = time.perf_counter()
+        out = call(slice(0, p), np.arange(width))
+        first = time.perf_counter() - t0
+        calls = 1
+        if progress is not None:
+            progress(p)
+    else:
+        first, calls = _sweep(x, per_call, width, basis, call, place, progress)
     return Derivative(
         values=out,
         method="jacobian",
@@ -534,7 +667,7 @@ def rows(
     p, k = len(x), len(outputs)
     budget = memory_budget or default_memory_budget()
     _check_fits(key, (p, k, target.n), np.dtype(target.dtype).itemsize, budget, "rows array")
-    kernel = target._kernel("reverse", target.dtype)
+    strategy, kernel, notes = select_kernel(target, KERNEL_ORDER["reverse"])
     out = np.empty((p, k, target.n), dtype=target.dtype)
     selected = np.asarray(outputs, dtype=np.int32)
     per_call, basis = plan_chunks(k, target.row_bytes(), p, budget)
@@ -550,12 +683,12 @@ def rows(
     return Derivative(
         values=out,
         method="rows",
-        strategy="reverse",
+        strategy=strategy,
         seconds=time.perf_counter() - t_start,
         first_call_seconds=first,
         calls=calls,
         chunk_points=per_call,
-        notes=list(target.notes),
+        notes=list(target.notes) + notes,
         dtype=target.dtype,
     )
 
@@ -621,13 +754,26 @@ def finite_difference(
     x = x64.astype(dtype)
     plus = (x + h.astype(dtype)) - x
     minus = x - (x - h.astype(dtype)) if scheme == "central" else np.zeros_like(x)
+    span = plus.astype(np.float64) + minus  # the quotients' denominators, exact in float64
     copies = 2 if scheme == "central" else 1
     per_call, basis = plan_chunks(copies * n + 1, target.row_bytes(dtype), p, budget)
     cols_per_call = max(1, basis // copies)
     evaluate = target._kernel("evaluate", dtype)
+    fd_kernel = None
+    if not target._eager:
+        try:
+            # perturbed copies built inside TensorFlow: no numpy copies of c * B rows
+            fd_kernel = target._kernel(f"fd-{scheme}", dtype)
+        except Exception:  # noqa: BLE001 - fall back to building the copies in numpy
+            fd_kernel = None
     out = np.empty((p, m, n), dtype=np.float64)
 
     def call(sl, cols):
+        if fd_kernel is not None:
+            tf = _tf()
+            diff = fd_kernel(tf.constant(x[sl]), tf.constant(plus[sl]), tf.constant(minus[sl]),
+                             tf.constant(cols, tf.int32)).numpy().astype(np.float64)  # [b, c, m]
+            return np.transpose(diff / span[sl][:, cols][:, :, None], (0, 2, 1))
         xs, c = x[sl], len(cols)
         eye = np.zeros((c, n), dtype=dtype)
         eye[np.arange(c), cols] = 1
@@ -636,12 +782,11 @@ def finite_difference(
             down = xs[:, None, :] - eye[None] * minus[sl, None, :]
             y = _call(target, evaluate, np.concatenate([up, down], axis=1).reshape(-1, n)).astype(np.float64)
             y = y.reshape(len(xs), 2, c, m)
-            diff, denom = y[:, 0] - y[:, 1], (plus[sl] + minus[sl])[:, cols]
+            diff = y[:, 0] - y[:, 1]
         else:
             y = _call(target, evaluate, np.concatenate([up.reshape(-1, n), xs], axis=0)).astype(np.float64)
             diff = y[: len(xs) * c].reshape(len(xs), c, m) - y[len(xs) * c :][:, None, :]
-            denom = plus[sl][:, cols]
-        return np.transpose(diff / denom[:, :, None], (0, 2, 1))  # [b, m, c]
+        return np.transpose(diff / span[sl][:, cols][:, :, None], (0, 2, 1))  # [b, m, c]
 
     def place(sl, cols, v):
         out[sl, :, cols[0] : cols[-1] + 1] = v
@@ -674,13 +819,13 @@ def _call(target: Target, kernel, batch: np.ndarray) -> np.ndarray:
     return kernel(_tf().constant(batch)).numpy()
 
 
-def as_target(fn, point_shape, *, batched: bool = False, dtype: str = "float64") -> Target:
+def as_target(fn, point_shape, *, batched: bool = False, dtype: str = "float64", jit_compile: bool | str = "auto") -> Target:
     """Wrap a plain function or Keras model for the engine functions.
 
     ``fn`` takes one point of shape ``point_shape`` (or, with ``batched=True``, a
     batch of them); Keras models are batched.
     """
-    return Target(fn, tuple(point_shape), batched=batched, dtype=dtype)
+    return Target(fn, tuple(point_shape), batched=batched, dtype=dtype, jit_compile=jit_compile)
 
 
 __all__ = [

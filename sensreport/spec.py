@@ -215,7 +215,9 @@ SCHEMA: dict[str, Any] = {
                     "description": "Keep the full derivative arrays: auto (in memory if they fit), memory, "
                     "disk (.npy files written chunk by chunk), none (measures streamed).",
                 },
-                "xla": {"type": "boolean", "description": "Compile derivative kernels with XLA (jit_compile)."},
+                "xla": {"enum": [True, False, "auto"],
+                        "description": "Compile derivative kernels with XLA: auto (default: when a timing on the "
+                        "first chunk finds it faster), true, false."},
                 "engine": {"enum": ["local", "ray"], "description": "local (default, in-process) or ray."},
                 "ray": {
                     "type": "object",
@@ -313,7 +315,7 @@ class Spec:
     plotlyjs: str
     memory_budget: int | None
     arrays: str = "auto"
-    xla: bool = False
+    xla: bool | str = "auto"
     checks: dict[str, Any] = field(default_factory=dict)
     engine: str = "local"
     ray: dict[str, Any] = field(default_factory=dict)
@@ -631,7 +633,7 @@ def _build(data: dict, text: str, base: Path, path: Path | None, lines: dict) ->
         plotlyjs=report.get("plotlyjs", "inline"),
         memory_budget=parse_size(budget) if budget is not None else None,
         arrays=execution.get("arrays", "auto"),
-        xla=bool(execution.get("xla", False)),
+        xla=execution.get("xla", "auto"),
         checks=default_checks(data.get("checks"), base),
         engine=execution.get("engine", "local"),
         ray=dict(execution.get("ray", {})),

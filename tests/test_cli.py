@@ -43,7 +43,7 @@ def test_vector_example_jacobian_row_and_fd(cli, tmp_path):
     np.testing.assert_allclose(arrays["finite_difference"][0], exact, rtol=1e-9, atol=1e-9)
     assert results["methods"]["rows"]["outputs"] == [1]
     assert results["rankings"]["mean_abs"]["per_output"]["exp_x2"][0] == "x2"
-    assert results["methods"]["jacobian"]["strategy"] == "forward"  # n == m: forward
+    assert results["methods"]["jacobian"]["strategy"] == "forward-pfor"  # n == m: forward
 
 
 def test_blackbox_example_fd_matches_exact_derivative(cli, tmp_path):

@@ -9,7 +9,7 @@ import tensorflow as tf
 from sensreport import engine
 
 RNG = np.random.default_rng(0)
-MODES = ["forward", "reverse", "reverse-pfor"]
+MODES = ["forward-pfor", "forward-tiled", "reverse-pfor", "reverse-tiled"]
 
 # (per-point function, closed-form Jacobian at x, n)
 A = RNG.normal(size=(4, 3))
@@ -51,6 +51,8 @@ def test_forward_equals_reverse(case):
     target = engine.as_target(CASES[case][0], (3,), dtype="float64")
     fwd = engine.jacobian(target, POINTS, mode="forward").values
     rev = engine.jacobian(target, POINTS, mode="reverse").values
+    tiled = engine.jacobian(target, POINTS, mode="forward-tiled").values
+    np.testing.assert_allclose(tiled, fwd, rtol=1e-13, atol=1e-14)
     np.testing.assert_allclose(fwd, rev, rtol=1e-13, atol=1e-14)
 
 
@@ -58,9 +60,9 @@ def test_auto_mode_picks_by_shape():
     assert engine.choose_mode(3, 100) == "forward"
     assert engine.choose_mode(100, 3) == "reverse"
     wide_out = engine.as_target(lambda x: tf.tile(x, [10]), (3,))
-    assert engine.jacobian(wide_out, POINTS).strategy == "forward"
+    assert engine.jacobian(wide_out, POINTS).strategy == "forward-pfor"
     wide_in = engine.as_target(lambda x: tf.reduce_sum(x**2, keepdims=True), (3,))
-    assert engine.jacobian(wide_in, POINTS).strategy == "reverse"
+    assert engine.jacobian(wide_in, POINTS).strategy == "reverse-pfor"
 
 
 def test_keras_mlp_against_hand_computed_jacobian():
@@ -90,11 +92,12 @@ def test_chunking_keeps_numbers_and_splits_calls():
     f, exact = CASES["tanh_layer"]
     target = engine.as_target(f, (3,))
     expected = np.stack([exact(x) for x in POINTS])
-    whole = engine.jacobian(target, POINTS, mode="forward")
-    # a budget of ~2 rows per call forces both the basis and the points to be split
-    tiny = engine.jacobian(target, POINTS, mode="forward", memory_budget=2 * target.row_bytes() + 1 + 6 * 5 * 3 * 8)
-    assert whole.calls == 1 and tiny.calls > 3
-    np.testing.assert_allclose(tiny.values, expected, rtol=1e-12, atol=1e-12)
+    for mode in MODES:
+        whole = engine.jacobian(target, POINTS, mode=mode)
+        # a budget of ~2 rows per call forces both the basis and the points to be split
+        tiny = engine.jacobian(target, POINTS, mode=mode, memory_budget=2 * target.row_bytes() + 1 + 6 * 5 * 3 * 8)
+        assert whole.calls == 1 and tiny.calls > 3, mode
+        np.testing.assert_allclose(tiny.values, expected, rtol=1e-12, atol=1e-12)
     fd = engine.finite_difference(target, POINTS, memory_budget=3 * target.row_bytes() + 6 * 5 * 3 * 8)
     assert fd.calls > 3
     np.testing.assert_allclose(fd.values, expected, rtol=1e-7, atol=1e-8)
@@ -182,11 +185,22 @@ def test_no_retracing_across_chunk_sizes():
     f, _ = CASES["trig"]
     target = engine.as_target(f, (3,))
     engine.jacobian(target, POINTS, mode="reverse")
-    kernel = target._kernels[("reverse", "float64")]
-    before = kernel.experimental_get_tracing_count()
+    engine.rows(target, POINTS, [0])
+    before = {k: fn.experimental_get_tracing_count() for k, fn in target._kernels.items()}
     engine.jacobian(target, RNG.normal(size=(17, 3)), mode="reverse")
+    engine.jacobian(target, RNG.normal(size=(17, 3)), mode="reverse", memory_budget=4 * target.row_bytes() + 17 * 9 * 8)
     engine.rows(target, RNG.normal(size=(3, 3)), [0])
-    assert kernel.experimental_get_tracing_count() == before
+    assert {k: fn.experimental_get_tracing_count() for k, fn in target._kernels.items()} == before
+
+
+def test_xla_autotune_picks_a_variant_and_keeps_the_numbers():
+    f, exact = CASES["tanh_layer"]
+    pts = RNG.uniform(-1, 1, size=(4000, 3))
+    target = engine.Target(lambda x: tf.vectorized_map(f, x), (3,), dtype="float64", jit_compile="auto")
+    d = engine.jacobian(target, pts, mode="reverse")
+    assert ("reverse-pfor-full", "float64") in target._xla
+    assert any("XLA (first chunk:" in n for n in d.notes)
+    np.testing.assert_allclose(d.values[:5], np.stack([exact(x) for x in pts[:5]]), rtol=1e-12, atol=1e-12)
 
 
 def test_modes_without_a_rule_for_an_op_fall_back_to_tiled_reverse():
@@ -201,8 +215,8 @@ def test_modes_without_a_rule_for_an_op_fall_back_to_tiled_reverse():
     target = engine.as_target(lambda x: cube(x), (3,))
     exact = np.stack([np.diag(3 * x**2) for x in POINTS])
     d = engine.jacobian(target, POINTS, mode="forward")
-    assert d.strategy == "reverse"
-    assert any("forward mode could not be traced" in n and "tiled reverse mode was used" in n for n in d.notes)
+    assert d.strategy == "reverse-tiled"
+    assert any("forward-pfor could not be traced" in n for n in d.notes)
     np.testing.assert_allclose(d.values, exact, rtol=1e-12)
     # batch_jacobian's pfor falls back to a loop by itself here: still the right numbers
     np.testing.assert_allclose(engine.jacobian(target, POINTS, mode="reverse-pfor").values, exact, rtol=1e-12)
