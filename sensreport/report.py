@@ -985,6 +985,29 @@ def _fd_error_map(ctx: _Context, rel, pts, outputs, rtol) -> dict:
     return {"fig": _figure("fd-error", [trace], layout, table="matrix"), "notes": notes}
 
 
+# --------------------------------------------------------------------------- baseline
+def _baseline(result: RunResult) -> dict | None:
+    """The comparison with a previous run (``checks.baseline``) as tables, if the run made one."""
+    c = getattr(result, "baseline", None)
+    if not c:
+        return None
+    if "error" in c:
+        return {"error": c["error"]}
+    measure = c.get("measure", "mean_abs")
+    outputs = []
+    for name, row in (c.get("per_output") or {}).items():
+        outputs.append({
+            "output": name, "max_rel_change": row.get("max_rel_change"), "top_k_changes": row.get("top_k_changes"),
+            "rank_correlation": row.get("rank_correlation"),
+            "inputs": [dict(i) for i in (row.get("inputs") or [])[:10]], "more": max(0, len(row.get("inputs") or []) - 10),
+        })
+    return {
+        "error": None, "measure": DEFINITIONS.get(measure, (measure,))[0], "top_k": c.get("top_k"),
+        "created": _date(c.get("baseline_created")), "model_sha256": c.get("baseline_model_sha256") or "—",
+        "model_changed": c.get("model_changed"), "outputs": outputs,
+    }
+
+
 # --------------------------------------------------------------------------- provenance
 def _provenance(result: RunResult) -> dict:
     prov = result.provenance
@@ -1006,8 +1029,8 @@ def _provenance(result: RunResult) -> dict:
         "rows": [{"key": k, "value": "—" if v is None else str(v)} for k, v in rows],
         "versions": [{"key": k, "value": v or "—"} for k, v in (prov.get("versions") or {}).items()],
         "timings": [{"key": k, "value": v} for k, v in result.timings.items()],
-        "memory": [{"key": k.replace("_", " "), "value": _size(v) if k.endswith(("bytes", "budget", "rss")) else v}
-                   for k, v in memory.items()],
+        "memory": [{"key": k.replace("_", " "), "value": _size(v) if k.endswith(("bytes", "budget", "rss")) else
+                    _plain(v) if v is not None else None} for k, v in memory.items()],
         "spec_text": result.spec_text,
     }
 
@@ -1123,6 +1146,7 @@ def build_report(result: RunResult) -> dict[str, Any]:
         "heatmaps": heatmaps,
         "images": images,
         "agreement": agreement,
+        "baseline": _baseline(r),
         "provenance": _provenance(r),
         "definitions": _definitions(ctx),
         "figure_ids": list(figures),

@@ -155,6 +155,9 @@ def test_example_report_renders_offline_without_errors(name, reports, open_page)
         assert page.page.evaluate(f"() => document.getElementById('fig-{fid}').data.length") >= 1, fid
     assert page.page.locator("#checks tbody tr").count() >= 3
     assert page.page.locator("#rankings-table tbody tr").count() == len(results(reports[name])["inputs"]["names"])
+    ready = page.page.evaluate("() => performance.getEntriesByName('sensreport-ready')[0].startTime") / 1000
+    size = (reports[name] / "report.html").stat().st_size
+    print(f"\n{name}: {size / 1e6:.2f} MB, all plots rendered {ready:.2f} s after navigation start")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.page.screenshot(path=str(ARTIFACTS / f"report-{name}.png"), full_page=True)
 

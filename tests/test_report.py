@@ -164,6 +164,22 @@ def test_configured_checks_set_the_status_and_add_rows():
     assert drift["status"] == "warn" and drift["title"] == "Drift against the baseline run"
 
 
+def test_baseline_comparison_is_shown():
+    r = make_result(m=1, n=3, names_out=["<i>y</i>"])
+    r.baseline = {"measure": "mean_abs", "top_k": 2, "baseline_created": "2026-01-01T00:00:00+00:00",
+                  "baseline_model_sha256": "c" * 64, "model_changed": True,
+                  "per_output": {"<i>y</i>": {"inputs": [{"input": "x0", "old": 1.0, "new": 1.5, "rel_change": 0.5,
+                                                         "old_rank": 2, "new_rank": 1}],
+                                             "max_rel_change": 0.5, "top_k_changes": 1, "rank_correlation": 0.5}}}
+    bl = build_report(r)["baseline"]
+    assert bl["created"] == "01 Jan 2026, 00:00 UTC" and bl["model_changed"] and bl["outputs"][0]["top_k_changes"] == 1
+    html = render_report(r, plotlyjs="cdn")
+    assert "Compared with the baseline run" in html and "(the model has changed since)" in html
+    assert "<tr><td>&lt;i&gt;y&lt;/i&gt;</td><td class=\"num\">0.5</td>" in html
+    r.baseline = {"error": "the baseline has different inputs"}
+    assert "Not compared: the baseline has different inputs." in render_report(r, plotlyjs="cdn")
+
+
 # --------------------------------------------------------------------------- rankings
 def test_csv_holds_the_exact_measures_ranks_and_spread():
     r = make_result()
