@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from . import measures as M
 from . import summaries as S
 from .measures import DEFINITIONS, UNITLESS, ranking
 from .results import RunResult
@@ -68,7 +69,8 @@ IMAGE_OUTPUTS = 20
 IMAGE_CELLS = 100_000  # pixels over all embedded per-point images
 SCATTER_ENTRIES = 2_000  # FD-vs-AD entries drawn in the scatter
 SCATTER_WORST = 200  # of which the worst by relative error
-AGREEMENT_ENTRIES = 20_000_000  # entries the error heatmap is computed from at most
+AGREEMENT_ENTRIES = 8_000_000  # entries the error heatmap and scatter are computed from at most
+STATS_ENTRIES = 8_000_000  # per-point values held at once for spread and stability (64 MB each)
 CLIP_PERCENTILE = 98.0
 IMAGE_CLIP_PERCENTILE = 99.5  # a feature can cover 2% of an image: clip less, or it saturates
 STABILITY_SPEARMAN = 0.5  # below: an output's ranking changes order much across points
@@ -269,10 +271,19 @@ class _Context:
         self.spread_overall: dict[str, np.ndarray] = {}  # measure -> [3, n]
         self.stability = None
         self.signs = None
+        self.signed_mean = None
+        self.stats_note = None
         if self.deriv is not None and self.P > 1:
+            # spread and stability need every per-point value at once: past a budget, evenly spaced points
+            idx = S.subsample_indices(self.P, max(1, STATS_ENTRIES // max(1, self.k * self.n)))
+            if len(idx) < self.P:
+                self.stats_note = (f"The spread across points and the stability check use {len(idx):,} of the "
+                                   f"{self.P:,} points, evenly spaced (a memory budget); the measures use all.")
             y = np.asarray(r.outputs, dtype=np.float64)[:, self.outputs]
+            sample = self.deriv if len(idx) == self.P else self.deriv[idx]
+            spread, guard = M.input_spread(r.points), M.elasticity_guard(y)
             for m in self.rankable:
-                local = S.local_values(m, self.deriv, r.points, y)
+                local = S.local_values(m, sample, r.points[idx], y[idx], spread=spread, guard=guard)
                 self.spread[m] = S.quantiles(local, axis=0)
                 self.spread_overall[m] = S.quantiles(S.overall_local(local), axis=0)
                 if m == self.primary and self.n >= 3:
@@ -280,7 +291,9 @@ class _Context:
                     self.stability = S.rank_stability(local, r.measures[m], self.top_k)
                 del local
         if self.deriv is not None:
-            self.signs = S.sign_shares(self.deriv)
+            d = S.direction_stats(self.deriv)  # all points, a chunk at a time
+            self.signs = (d["positive"], d["negative"])
+            self.signed_mean = d["mean"]
         elif "positive_share" in r.measures:
             self.signs = (np.asarray(r.measures["positive_share"], float), None)
 
@@ -518,6 +531,8 @@ def _rankings(ctx: _Context) -> dict | None:
              "percentile) of the per-point values, i.e. how much the input's effect varies from point to point."]
     if not ctx.spread:
         notes = ["Bars: the measure over all points. " + (ctx.deriv_note or "One point only: no spread across points.")]
+    if ctx.stats_note:
+        notes.append(ctx.stats_note)
     if ctx.n > TOP_BARS + 1:
         notes.append(f"The {TOP_BARS} largest inputs are drawn; one more bar adds up the other {ctx.n - TOP_BARS}. "
                      "The table lists every input.")
@@ -660,7 +675,7 @@ def _heatmaps(ctx: _Context) -> dict | None:
                  "ygap": 0}
     variants = {"abs": {"data": [{}], "caption": _clip_note(clip_abs, "mean |dy/dx|")}}
     if ctx.deriv is not None:
-        signed = S.signed_mean(ctx.deriv)[np.ix_(rows, cols)]
+        signed = ctx.signed_mean[np.ix_(rows, cols)]
         clip_s = S.clip_range(signed, symmetric=True)
         variants["signed"] = {
             "data": [{"z": _round(signed), "meta": "mean dy/dx", "colorscale": DIVERGING, "zmin": clip_s["low"],

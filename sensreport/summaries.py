@@ -15,13 +15,14 @@ import warnings
 
 import numpy as np
 
-from .measures import ELASTICITY_GUARD
+from .measures import elasticity_guard, input_spread
 
 #: Measures with a per-point value whose spread across points is meaningful.
 LOCAL_MEASURES = ("mean_abs", "rms", "std_scaled", "elasticity")
 
 
-def local_values(measure: str, deriv: np.ndarray, points: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+def local_values(measure: str, deriv: np.ndarray, points: np.ndarray, outputs: np.ndarray, *,
+                 spread: np.ndarray | None = None, guard: np.ndarray | None = None) -> np.ndarray:
     """Each point's contribution to a measure, ``[P, k, n]``.
 
     Parameters
@@ -36,6 +37,10 @@ def local_values(measure: str, deriv: np.ndarray, points: np.ndarray, outputs: n
     points : ndarray [P, n]
     outputs : ndarray [P, k]
         The outputs of the ``k`` rows of ``deriv``.
+    spread, guard : ndarray [n] and [k], optional
+        Each input's standard deviation and each output's elasticity guard; by default
+        computed from ``points`` and ``outputs``. Pass the values of the whole run when
+        ``deriv`` holds only some of its points.
 
     Returns
     -------
@@ -48,14 +53,12 @@ def local_values(measure: str, deriv: np.ndarray, points: np.ndarray, outputs: n
         return a
     x = np.asarray(points, dtype=np.float64)
     if measure == "std_scaled":
-        spread = x.std(axis=0) if len(x) > 1 else np.full(x.shape[1], np.nan)
+        spread = input_spread(x) if spread is None else np.asarray(spread, dtype=np.float64)
         return a * spread[None, None, :]
     if measure == "elasticity":
         y = np.asarray(outputs, dtype=np.float64)
         finite_y = np.where(np.isfinite(y), np.abs(y), np.nan)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            guard = ELASTICITY_GUARD * np.nanmax(finite_y, axis=0, initial=0.0)
+        guard = elasticity_guard(y) if guard is None else np.asarray(guard, dtype=np.float64)
         safe = np.where(finite_y > np.maximum(guard, np.finfo(np.float64).tiny), y, np.nan)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.abs(a * x[:, None, :] / safe[:, :, None])
@@ -208,6 +211,28 @@ def sign_shares(deriv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         pos = np.where(count > 0, (finite & (d > 0)).sum(axis=0) / np.maximum(count, 1), np.nan)
         neg = np.where(count > 0, (finite & (d < 0)).sum(axis=0) / np.maximum(count, 1), np.nan)
     return pos, neg
+
+
+def direction_stats(deriv: np.ndarray, chunk_points: int = 4096) -> dict[str, np.ndarray]:
+    """:func:`signed_mean` and :func:`sign_shares` of ``[P, k, n]``, a chunk of points at a time.
+
+    For arrays too large to copy at once (e.g. memory-mapped ones); returns
+    ``{"mean", "positive", "negative"}``, each ``[k, n]``, equal to the whole-array
+    functions.
+    """
+    total = count = pos = neg = 0
+    for start in range(0, len(deriv), chunk_points):
+        d = np.asarray(deriv[start:start + chunk_points], dtype=np.float64)
+        finite = np.isfinite(d)
+        dz = np.where(finite, d, 0.0)
+        total = total + dz.sum(axis=0)
+        count = count + finite.sum(axis=0)
+        pos = pos + (dz > 0).sum(axis=0)
+        neg = neg + (dz < 0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = np.asarray(count, dtype=np.float64)
+        return {name: np.where(c > 0, v / np.maximum(c, 1), np.nan)
+                for name, v in (("mean", total), ("positive", pos), ("negative", neg))}
 
 
 def signed_mean(deriv: np.ndarray) -> np.ndarray:

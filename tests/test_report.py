@@ -260,6 +260,24 @@ def test_large_runs_stay_small_and_say_so():
     assert len(p["figures"]["fd-scatter"]["data"][0]["x"]) + len(p["figures"]["fd-scatter"]["data"][1]["x"]) == 2000
 
 
+def test_spread_of_a_huge_run_uses_evenly_spaced_points(monkeypatch):
+    import sensreport.report as R
+
+    monkeypatch.setattr(R, "STATS_ENTRIES", 40 * 3 * 20)  # as if the run were too large: 40 of 400 points
+    r = make_result(P=400)
+    rep = build_report(r)
+    assert "use 40 of the 400 points, evenly spaced" in " ".join(rep["rankings"]["notes"])
+    idx = S.subsample_indices(400, 40)
+    local = S.local_values("std_scaled", r.methods["jacobian"].values[idx], r.points[idx], r.outputs[idx],
+                           spread=r.points.std(axis=0))
+    q = S.quantiles(local, axis=0)
+    row = next(x for x in csv_rows(rep) if x["output"] == "y0" and x["input"] == "x3")
+    assert float(row["std_scaled_p25"]) == float(f"{q[0, 0, 3]:.6g}")
+    # the signed mean still covers every point
+    signed = json.loads(rep["payload_json"])["figures"]["heat-aggregate"]["variants"]["signed"]["data"][0]["z"]
+    np.testing.assert_allclose(signed, sig(r.methods["jacobian"].values.mean(axis=0), 6))
+
+
 def test_column_budget_keeps_the_most_influential_inputs():
     r = make_result(P=3, m=50, n=1000, fd=False, rows=())
     rep = build_report(r)

@@ -114,6 +114,24 @@ def test_sign_shares_and_signed_mean():
     assert S.signed_mean(d)[0, 0] == -0.5
 
 
+def test_direction_stats_in_chunks_equal_the_whole_array():
+    d = np.random.default_rng(0).normal(size=(11, 2, 3))
+    d[4, 1, 2] = np.nan
+    d[5, 0, 0] = 0.0
+    stats = S.direction_stats(d, chunk_points=3)
+    np.testing.assert_allclose(stats["mean"], S.signed_mean(d))
+    np.testing.assert_allclose(stats["positive"], S.sign_shares(d)[0])
+    np.testing.assert_allclose(stats["negative"], S.sign_shares(d)[1])
+
+
+def test_local_values_of_some_points_use_the_whole_runs_spread_and_guard():
+    spread, guard = np.array([10.0, 20.0]), np.array([100.0, 0.0])
+    np.testing.assert_allclose(S.local_values("std_scaled", J[:1], X[:1], Y[:1], spread=spread)[0, 0], [10.0, 40.0])
+    e = S.local_values("elasticity", J[:1], X[:1], Y[:1], guard=guard)
+    assert np.isnan(e[0, 0]).all()  # |y| = 2 is below the guard 100
+    assert e[0, 1, 0] == pytest.approx(0.5 * 1.0 / 1.0)
+
+
 def test_clip_range_percentile_symmetric_and_small():
     c = S.clip_range(np.arange(101.0), min_count=1)
     assert c == {"low": 0.0, "high": 98.0, "clipped": 2, "total": 101}
