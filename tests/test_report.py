@@ -302,6 +302,18 @@ def test_without_per_point_derivatives_the_aggregates_remain():
     assert "were not kept" in html
 
 
+def test_a_preview_of_the_first_points_feeds_the_per_point_views():
+    r = make_result(P=30, fd=False, rows=())
+    J = r.methods["jacobian"].values
+    r.methods["jacobian"].values, r.methods["jacobian"].preview = None, J[:5]
+    rep = build_report(r)
+    point = json.loads(rep["payload_json"])["figures"]["heat-point"]
+    assert len(point["variants"]) == 5
+    np.testing.assert_allclose(point["variants"]["4"]["data"][0]["z"], sig(J[4], 4))
+    assert "Only the first 5 points were kept" in " ".join(rep["heatmaps"]["point"]["notes"])
+    assert rep["rankings"]["notes"][0].startswith("Bars: the measure over all points. The per-point derivatives")
+
+
 def test_without_any_derivatives_the_failures_are_the_report():
     r = make_result(fd=False, rows=())
     r.methods = {"jacobian": MethodResult("jacobian", "failed", "TensorFlow found PyFunc ops", outputs=[0, 1, 2])}
