@@ -216,8 +216,8 @@ SCHEMA: dict[str, Any] = {
                     "disk (.npy files written chunk by chunk), none (measures streamed).",
                 },
                 "xla": {"enum": [True, False, "auto"],
-                        "description": "Compile derivative kernels with XLA: auto (default: when a timing on the "
-                        "first chunk finds it faster), true, false."},
+                        "description": "Compile derivative kernels with XLA: false (default: reproducible numbers), "
+                        "true, or auto (when a timing on the first chunk finds it faster)."},
                 "engine": {"enum": ["local", "ray"], "description": "local (default, in-process) or ray."},
                 "ray": {
                     "type": "object",
@@ -315,7 +315,7 @@ class Spec:
     plotlyjs: str
     memory_budget: int | None
     arrays: str = "auto"
-    xla: bool | str = "auto"
+    xla: bool | str = False
     checks: dict[str, Any] = field(default_factory=dict)
     engine: str = "local"
     ray: dict[str, Any] = field(default_factory=dict)
@@ -633,7 +633,7 @@ def _build(data: dict, text: str, base: Path, path: Path | None, lines: dict) ->
         plotlyjs=report.get("plotlyjs", "inline"),
         memory_budget=parse_size(budget) if budget is not None else None,
         arrays=execution.get("arrays", "auto"),
-        xla=execution.get("xla", "auto"),
+        xla=execution.get("xla", False),
         checks=default_checks(data.get("checks"), base),
         engine=execution.get("engine", "local"),
         ray=dict(execution.get("ray", {})),
