@@ -7,17 +7,21 @@ dimension open, so neither a new chunk size nor a new call retraces it.
 
 Kernels (``B`` points, ``c`` basis vectors in one call):
 
-* forward mode: the batch is tiled ``c`` times and pushed through one
-  ``tf.autodiff.ForwardAccumulator`` pass with one-hot tangents, giving ``c``
-  Jacobian columns for every point from one model call on ``c * B`` rows;
-* reverse mode: the same tiling with one-hot cotangents and one
-  ``GradientTape.gradient`` call gives ``c`` Jacobian rows (this is also how
-  selected rows are computed: never the full Jacobian to slice a row from it);
-* finite differences: all ``2 n`` perturbed copies of every point in one model call.
+* ``reverse-pfor``: one forward pass and the ``c`` selected outputs' backward passes
+  vectorized by ``GradientTape.batch_jacobian`` (also how selected rows are computed:
+  never the full Jacobian to slice a row from it);
+* ``forward-pfor``: JVPs of ``c`` one-hot tangents vectorized with ``tf.vectorized_map``
+  around one ``tf.autodiff.ForwardAccumulator``; the primal pass does not depend on
+  the tangent, so it is computed once;
+* ``reverse-tiled`` / ``forward-tiled``: the batch tiled ``c`` times with one-hot
+  cotangents / tangents in one ``GradientTape.gradient`` / ``ForwardAccumulator`` call.
+  They repeat the primal pass but need no ``pfor`` rule for any op: the fallback;
+* ``fd-central`` / ``fd-forward``: every point's perturbed copies built and evaluated
+  in one call.
 
-The tiled kernels need no ``pfor`` vectorization of the model's ops, so they work
-for every op TensorFlow can differentiate; ``batch_jacobian`` (``reverse-pfor``) is
-kept as an alternative strategy. All functions return numpy arrays.
+``auto`` picks forward mode when there are at most as many inputs as outputs. XLA
+(``jit_compile``) is off, on, or chosen per kernel by timing (:func:`autotune_xla`).
+All functions take and return numpy arrays.
 """
 
 from __future__ import annotations
@@ -42,10 +46,12 @@ MAX_ROWS_PER_CALL = 1 << 16
 MODES = ("auto", "forward", "reverse", "forward-pfor", "forward-tiled", "reverse-pfor", "reverse-tiled")
 #: Kernels built on pfor (vectorized_map / batch_jacobian), with a tiled fallback.
 KERNELS_WITH_FALLBACK = frozenset({"forward-pfor", "reverse-pfor", "reverse-pfor-full"})
-#: What each direction tries, in order.
 #: What each direction tries, in order; the tiled reverse kernel needs neither pfor nor
 #: forward-mode rules, so it is everyone's last resort.
-KERNEL_ORDER = {"forward": ("forward-pfor", "forward-tiled", "reverse-tiled"), "reverse": ("reverse-pfor", "reverse-tiled")}
+KERNEL_ORDER = {
+    "forward": ("forward-pfor", "forward-tiled", "reverse-tiled"),
+    "reverse": ("reverse-pfor", "reverse-tiled"),
+}
 
 
 class NotDifferentiableError(Exception):
@@ -488,8 +494,9 @@ def select_kernel(target: Target, order) -> tuple[str, Any, list[str]]:
 AUTOTUNE_MIN_SECONDS = 0.002
 #: Timed calls per variant; the fastest counts (the machine's noise is one-sided).
 AUTOTUNE_REPEATS = 5
-#: XLA must be at least this much faster (time ratio) to be chosen: it costs compile time.
-AUTOTUNE_MARGIN = 0.9
+#: XLA must be at least this much faster (time ratio) to be chosen, so that timing noise
+#: alone does not switch it on (its compile time is already paid by then).
+AUTOTUNE_MARGIN = 0.97
 
 
 def _fastest(kernels: list, args: tuple, repeats: int) -> list[float]:

@@ -14,6 +14,7 @@ from typing import Any
 from .checks import compare, load_baseline
 from .errors import InputError
 from .measures import DEFINITIONS
+from .report import _pt
 
 #: Inputs whose measure is drawn over time (the top ones of the newest run).
 TREND_INPUTS = 8
@@ -75,8 +76,8 @@ def build_history(runs: list[Run], folder: Path, measure: str = "mean_abs") -> d
         for name in top:
             y = [r.doc.get("measures", {}).get("values", {}).get(measure, {}).get("overall", {}).get(name)
                  for r in runs]
-            traces.append({"type": "scatter", "mode": "lines+markers", "name": name, "x": x, "y": y,
-                           "hovertemplate": f"{_plain(name)}<br>%{{x}}<br>%{{y:.4g}}<extra></extra>"})
+            traces.append({"type": "scatter", "mode": "lines+markers", "name": _pt(name), "x": x, "y": y,
+                           "hovertemplate": f"{_pt(name)}<br>%{{x}}<br>%{{y:.4g}}<extra></extra>"})
         figures["trend"] = {
             "data": traces,
             "layout": {"title": {"text": f"{DEFINITIONS[measure][0]} (share, averaged over outputs) per run"},
@@ -84,11 +85,6 @@ def build_history(runs: list[Run], folder: Path, measure: str = "mean_abs") -> d
                        "margin": {"t": 40}, "legend": {"orientation": "h"}},
         }
     return {"folder": str(folder), "runs": rows, "measure": DEFINITIONS[measure][0], "figures": figures}
-
-
-def _plain(text: str) -> str:
-    """Plotly reads a few HTML tags in text; show user names literally."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def build_comparison(old: dict, new: dict, measure: str = "mean_abs", top_k: int = 5) -> dict[str, Any]:
@@ -106,12 +102,12 @@ def build_comparison(old: dict, new: dict, measure: str = "mean_abs", top_k: int
         names = [r["input"] for r in shown[:15]][::-1]
         figures[f"cmp{k}"] = {
             "data": [
-                {"type": "bar", "orientation": "h", "name": "A (before)", "y": [_plain(n) for n in names],
+                {"type": "bar", "orientation": "h", "name": "A (before)", "y": [_pt(n) for n in names],
                  "x": [r["old"] for r in shown[:15]][::-1], "marker": {"color": "#999999"}},
-                {"type": "bar", "orientation": "h", "name": "B (after)", "y": [_plain(n) for n in names],
+                {"type": "bar", "orientation": "h", "name": "B (after)", "y": [_pt(n) for n in names],
                  "x": [r["new"] for r in shown[:15]][::-1], "marker": {"color": "#0072B2"}},
             ],
-            "layout": {"barmode": "group", "title": {"text": f"{_plain(out)}: {DEFINITIONS[measure][0]}"},
+            "layout": {"barmode": "group", "title": {"text": f"{_pt(out)}: {DEFINITIONS[measure][0]}"},
                        "yaxis": {"automargin": True}, "margin": {"t": 40}, "height": 120 + 28 * len(names)},
         }
     return {
@@ -128,17 +124,11 @@ def build_comparison(old: dict, new: dict, measure: str = "mean_abs", top_k: int
 
 
 def _render(template: str, page: dict[str, Any], plotlyjs: str) -> str:
-    import plotly.offline
+    from .report import _environment, _json, plotly_script
 
-    from .report import _environment, _json
-
-    if plotlyjs == "inline":
-        script = {"inline": plotly.offline.get_plotlyjs().replace("</script", "<\\/script")}
-    else:
-        script = {"src": f"https://cdn.plot.ly/plotly-{plotly.offline.get_plotlyjs_version()}.min.js"}
     figures = page.pop("figures")
     page = {**page, "figures_json": _json(figures), "figure_ids": list(figures)}
-    return _environment().get_template(template).render(page=page, plotly=script)
+    return _environment().get_template(template).render(page=page, plotly=plotly_script(plotlyjs))
 
 
 def write_history(folder: Path, out: Path | None = None, measure: str = "mean_abs", plotlyjs: str = "inline") -> Path:

@@ -1029,6 +1029,8 @@ def _provenance(result: RunResult) -> dict:
     command = prov.get("command")
     if command:
         cmd = " ".join(_shell_quote(c) for c in command)
+        if prov.get("cwd"):
+            cmd = f"cd {_shell_quote(prov['cwd'])} && {cmd}"
     elif prov.get("spec_path"):
         cmd = f"sensreport run {_shell_quote(str(prov['spec_path']))}"
     else:
@@ -1038,7 +1040,7 @@ def _provenance(result: RunResult) -> dict:
             ("Spec file", prov.get("spec_path")), ("Spec sha256", prov.get("spec_sha256")),
             ("Points", prov.get("points_source")), ("Seed", prov.get("seed")), ("Created", prov.get("created")),
             ("Platform", prov.get("platform"))]
-    memory = getattr(result, "memory", None) or {}  # added by the runner in newer versions
+    memory = result.memory or {}
     return {
         "command": cmd,
         "rows": [{"key": k, "value": "—" if v is None else str(v)} for k, v in rows],
@@ -1202,13 +1204,16 @@ def _environment():
     return env
 
 
-def render_report(result: RunResult, plotlyjs: str = "inline") -> str:
-    """The complete HTML page; ``plotlyjs='inline'`` embeds plotly.js so it opens offline."""
+def plotly_script(plotlyjs: str = "inline") -> dict[str, str]:
+    """How a page loads plotly.js: ``{"inline": code}`` (works offline) or ``{"src": CDN url}``."""
     import plotly.offline
 
     if plotlyjs == "inline":
-        script = {"inline": plotly.offline.get_plotlyjs().replace("</script", "<\\/script")}
-    else:
-        version = plotly.offline.get_plotlyjs_version()
-        script = {"src": f"https://cdn.plot.ly/plotly-{version}.min.js"}
-    return _environment().get_template("report.html.j2").render(report=build_report(result), plotly=script)
+        return {"inline": plotly.offline.get_plotlyjs().replace("</script", "<\\/script")}
+    return {"src": f"https://cdn.plot.ly/plotly-{plotly.offline.get_plotlyjs_version()}.min.js"}
+
+
+def render_report(result: RunResult, plotlyjs: str = "inline") -> str:
+    """The complete HTML page; ``plotlyjs='inline'`` embeds plotly.js so it opens offline."""
+    return _environment().get_template("report.html.j2").render(report=build_report(result),
+                                                                plotly=plotly_script(plotlyjs))

@@ -423,6 +423,7 @@ def _provenance(spec: Spec, loaded, points: Points, command: list[str] | None) -
         "points_source": points.source,
         "seed": points.seed,
         "command": command,
+        "cwd": os.getcwd(),
         "versions": {
             "sensreport": _version("sensreport"),
             "python": platform.python_version(),

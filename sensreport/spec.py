@@ -109,7 +109,8 @@ SCHEMA: dict[str, Any] = {
                 "jacobian": {
                     "type": ["object", "null"],
                     "additionalProperties": False,
-                    "properties": {"mode": {"enum": ["auto", "forward", "reverse", "reverse-pfor"]}},
+                    "properties": {"mode": {"enum": ["auto", "forward", "reverse", "forward-pfor", "forward-tiled",
+                                                      "reverse-pfor", "reverse-tiled"]}},
                 },
                 "rows": {
                     "type": "object",

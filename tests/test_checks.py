@@ -97,6 +97,8 @@ def test_retrained_model_fails_drift_against_its_baseline(cli, write_spec, tmp_p
     assert res["baseline"]["model_changed"] is True
     debt = next(i for i in res["baseline"]["per_output"]["p_default"]["inputs"] if i["input"] == "debt_ratio")
     assert debt["rel_change"] > 0.25 and debt["new"] > debt["old"]
+    html = (tmp_path / "new" / "report.html").read_text()
+    assert "baseline.drift" in html and "debt_ratio" in html
 
 
 def test_check_thresholds_from_the_spec(cli, write_spec, tmp_path):

@@ -72,7 +72,7 @@ def test_every_problem_reported_at_once_with_lines(write_spec):
     "change, expected",
     [
         (("jacobian: {mode: forward}", "jacobian: {mode: sideways}"),
-         "line 8: methods.jacobian.mode: expected one of auto, forward, reverse, reverse-pfor, got \"sideways\""),
+         "line 8: methods.jacobian.mode: expected one of auto, forward, reverse, forward-pfor, forward-tiled, reverse-pfor, reverse-tiled, got \"sideways\""),
         (("finite_difference:", "finite_difference: {step: -1}"),
          "line 9: methods.finite_difference.step: expected \"auto\" or a positive number, got -1"),
         (("names: [a, b]", "names: a"), 'line 4: inputs.names: expected array, got "a"'),
@@ -160,3 +160,10 @@ def test_readme_documents_every_spec_key():
 
     missing = [k for k in keys(schema()) if f"`{k}`" not in readme and f"`{k.rsplit('.', 1)[-1]}`" not in readme]
     assert not missing, f"undocumented spec keys: {missing}"
+
+
+def test_spec_modes_are_the_engines_modes():
+    from sensreport import engine
+
+    modes = schema()["properties"]["methods"]["properties"]["jacobian"]["properties"]["mode"]["enum"]
+    assert modes == list(engine.MODES)
