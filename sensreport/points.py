@@ -14,7 +14,8 @@ from .spec import PointsSpec
 
 @dataclass
 class Points:
-    """Points ``[P, *point_shape]`` (float64) and the input names a file gave, if any."""
+    """Points ``[P, *point_shape]`` (float64, or float32 from a float32 .npy file) and the
+    input names a file gave, if any."""
 
     values: np.ndarray
     names: list[str] | None
@@ -47,7 +48,10 @@ def load_points(spec: PointsSpec, names: tuple[str, ...] | None = None) -> Point
             raise InputError("inputs.points.npy", f"cannot read {spec.path.name} as a .npy array: {exc}") from None
         if pts.ndim < 1 or pts.shape[0] == 0 or not np.issubdtype(pts.dtype, np.number):
             raise InputError("inputs.points.npy", f"expected a numeric array [points, ...], got shape {pts.shape} of {pts.dtype}")
-        result = Points(pts.astype(np.float64), None, "inputs.points.npy")
+        # float32 files stay float32 (half the memory for image-sized points); the engine
+        # converts each chunk to the dtype it computes in
+        dtype = pts.dtype if pts.dtype in (np.float32, np.float64) else np.float64
+        result = Points(pts.astype(dtype, copy=False), None, "inputs.points.npy")
     elif spec.kind == "sample":
         result = _sample(spec, names or ())
     else:  # pragma: no cover - the spec schema allows no other kind

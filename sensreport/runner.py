@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import io
 import json
 import os
 import platform
@@ -437,6 +438,14 @@ def _provenance(spec: Spec, loaded, points: Points, command: list[str] | None) -
     }
 
 
+def _dump_json(doc: dict, fh) -> None:
+    """Stream ``doc`` into a binary file (no copy of the whole text in memory)."""
+    text = io.TextIOWrapper(fh, encoding="utf-8")
+    json.dump(doc, text, indent=1, allow_nan=False)
+    text.flush()
+    text.detach()
+
+
 def _make_dir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -458,14 +467,14 @@ def write_outputs(result: RunResult, out_dir: Path, plotlyjs: str = "inline") ->
     t0 = time.perf_counter()
     html = render_report(result, plotlyjs=plotlyjs)
     result.timings["render_report"] = time.perf_counter() - t0
-    doc = json.dumps(result.to_dict(), indent=2, allow_nan=False)
+    doc = result.to_dict()
     staged: list[tuple[Path, Path]] = []
     umask = os.umask(0)
     os.umask(umask)
     try:
         for name, writer in (
             ("arrays.npz", lambda fh: np.savez_compressed(fh, **result.arrays())),
-            ("results.json", lambda fh: fh.write(doc.encode("utf-8"))),
+            ("results.json", lambda fh: _dump_json(doc, fh)),
             ("report.html", lambda fh: fh.write(html.encode("utf-8"))),
         ):
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir)
