@@ -493,7 +493,7 @@ def select_kernel(target: Target, order) -> tuple[str, Any, list[str]]:
 #: below it, XLA's compile time (0.1-0.6 s) cannot pay off within a run.
 AUTOTUNE_MIN_SECONDS = 0.002
 #: Timed calls per variant; the fastest counts (the machine's noise is one-sided).
-AUTOTUNE_REPEATS = 5
+AUTOTUNE_REPEATS = 10
 #: XLA must be at least this much faster (time ratio) to be chosen, so that timing noise
 #: alone does not switch it on (its compile time is already paid by then).
 AUTOTUNE_MARGIN = 0.97
