@@ -8,14 +8,7 @@ import pytest
 from sensreport import measures as M
 from sensreport import summaries as S
 
-# 3 points, 2 outputs, 2 inputs (the same numbers as test_measures)
-J = np.array([
-    [[1.0, -2.0], [0.5, 0.0]],
-    [[3.0, 2.0], [-0.5, 0.0]],
-    [[-1.0, 4.0], [1.5, 0.0]],
-])
-X = np.array([[1.0, 2.0], [2.0, 4.0], [3.0, 6.0]])
-Y = np.array([[2.0, 1.0], [4.0, 1e-12], [8.0, 2.0]])
+from test_measures import J, X, Y  # 3 points, 2 outputs, 2 inputs, computed by hand there
 
 
 def test_local_values_by_hand():
