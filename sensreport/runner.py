@@ -148,7 +148,6 @@ def compute(
     row_idx = _row_indices(spec, output_names)
 
     warnings: list[str] = []
-    methods: dict[str, MethodResult] = {}
     ad_blocked = None
     if spec.jacobian_mode or row_idx:
         blockers = engine.gradient_blockers(target)
