@@ -82,7 +82,7 @@ def build_history(runs: list[Run], folder: Path, measure: str = "mean_abs") -> d
             "data": traces,
             "layout": {"title": {"text": f"{DEFINITIONS[measure][0]} (share, averaged over outputs) per run"},
                        "xaxis": {"title": {"text": "run"}}, "yaxis": {"title": {"text": "share"}, "rangemode": "tozero"},
-                       "margin": {"t": 40}, "legend": {"orientation": "h"}},
+                       "margin": {"t": 40}, "legend": {"orientation": "h", "y": -0.3}},
         }
     return {"folder": str(folder), "runs": rows, "measure": DEFINITIONS[measure][0], "figures": figures}
 
