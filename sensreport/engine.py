@@ -510,8 +510,11 @@ def _fastest(kernels: list, args: tuple, repeats: int) -> list[float]:
     return best
 
 
-def autotune_xla(target: Target, kind: str, args: tuple) -> list[str]:
-    """With ``jit_compile="auto"``: time ``kind`` with and without XLA on ``args``; keep the faster.
+def autotune_xla(target: Target, kind: str, make_args: Callable[[], tuple]) -> list[str]:
+    """With ``jit_compile="auto"``: time ``kind`` with and without XLA; keep the faster.
+
+    ``make_args()`` builds the first chunk's arguments; it is called only when the
+    kernel has not been tuned yet, so tuned calls pay nothing.
 
     Each variant is called once to trace or compile it, then both are timed over
     ``AUTOTUNE_REPEATS`` interleaved rounds (the fastest call of each counts); XLA is
@@ -522,7 +525,7 @@ def autotune_xla(target: Target, kind: str, args: tuple) -> list[str]:
     if target.jit_compile != "auto" or (kind, target.dtype) in target._xla:
         return []
     target._xla[(kind, target.dtype)] = False
-
+    args = make_args()
     plain_kernel = target._kernel(kind, target.dtype, jit=False)
     plain_kernel(*args)  # traces
     plain = _fastest([plain_kernel], args, 1)[0]
@@ -628,15 +631,17 @@ def jacobian(
     out = np.empty((p, m, n), dtype=target.dtype) if p else np.zeros((0, m, n), target.dtype)
     per_call, basis = plan_chunks(width, target.row_bytes(), p, budget)
 
-    probe = tf.constant(x[:per_call])
+    def probe():
+        return tf.constant(x[:per_call])
+
     if strategy == "reverse-pfor" and basis == width:
-        notes += autotune_xla(target, "reverse-pfor-full", (probe,))
+        notes += autotune_xla(target, "reverse-pfor-full", lambda: (probe(),))
         full = target._kernel("reverse-pfor-full", target.dtype)  # traces whenever reverse-pfor did
 
         def call(sl, idx):
             return full(tf.constant(x[sl])).numpy()
     else:
-        notes += autotune_xla(target, strategy, (probe, tf.constant(np.arange(basis), tf.int32)))
+        notes += autotune_xla(target, strategy, lambda: (probe(), tf.constant(np.arange(basis), tf.int32)))
         kernel = target._kernel(strategy, target.dtype)
 
         def call(sl, idx):

@@ -516,7 +516,6 @@ def _location(ctx: _Context, array: str, loc: list[int]) -> str:
 
 # --------------------------------------------------------------------------- rankings
 def _rankings(ctx: _Context) -> dict | None:
-    r = ctx.result
     if not ctx.primary:
         return None
     views = [("overall", "Overall (all outputs, equal weight)", None)] if ctx.k > 1 else []

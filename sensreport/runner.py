@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import measures as M
-from .errors import ComputeError, InputError
+from .errors import InputError
 from .points import Points, index_names, load_points
 from .results import MethodResult, RunResult
 from .spec import Spec, default_checks, load_spec, parse_spec
