@@ -99,9 +99,10 @@ def default_memory_budget() -> int:
 class Derivative:
     """A derivative array and how it was obtained.
 
-    ``values`` is ``[P, k, n]`` (points, outputs, inputs). ``seconds`` is the whole
-    wall time including the first call, ``first_call_seconds`` the time of the first
-    chunk (which includes tracing).
+    ``values`` is ``[P, k, n]`` (points, outputs, inputs) and read-only (when one call
+    computed it, it is a view of TensorFlow's result, not a copy; ``np.array(values)``
+    gives a writable copy). ``seconds`` is the whole wall time including the first call,
+    ``first_call_seconds`` the time of the first chunk (which includes tracing).
     """
 
     values: np.ndarray
@@ -214,6 +215,7 @@ class Target:
         tdtype = tf.as_dtype(dtype)
         x_spec = tf.TensorSpec([None, n], tdtype)
         i_spec = tf.TensorSpec([None], tf.int32)
+        f64_spec = tf.TensorSpec([None, n], tf.float64)
 
         def tile(x, count):
             return tf.reshape(tf.tile(x[None], [count, 1, 1]), [-1, n])
@@ -284,22 +286,28 @@ class Target:
                 raise unconnected()
             return jac  # [B, m, n]
 
-        def fd_central(x, plus, minus, cols):
+        def quotients(diff, span, cols):
+            # differences [B, c, m] in the model's dtype (exact for nearby values), divided
+            # by the applied steps in float64: [B, m, c], the layout of the result
+            den = tf.gather(span, cols, axis=1)[:, None, :]
+            return tf.transpose(tf.cast(diff, tf.float64), [0, 2, 1]) / den
+
+        def fd_central(x, plus, minus, span, cols):
             batch, c = tf.shape(x)[0], tf.shape(cols)[0]
             eye = tf.one_hot(cols, n, dtype=tdtype)[None]  # [1, c, n]
             up = x[:, None, :] + eye * tf.gather(plus, cols, axis=1)[:, :, None]
             down = x[:, None, :] - eye * tf.gather(minus, cols, axis=1)[:, :, None]
             y = self._flat_call(tf.reshape(tf.concat([up, down], axis=1), [-1, n]))
             y = tf.reshape(y, [batch, 2, c, -1])
-            return y[:, 0] - y[:, 1]  # [B, c, m]: differences; divided by the steps in float64
+            return quotients(y[:, 0] - y[:, 1], span, cols)
 
-        def fd_forward(x, plus, minus, cols):
+        def fd_forward(x, plus, minus, span, cols):
             batch, c = tf.shape(x)[0], tf.shape(cols)[0]
             eye = tf.one_hot(cols, n, dtype=tdtype)[None]
             up = tf.reshape(x[:, None, :] + eye * tf.gather(plus, cols, axis=1)[:, :, None], [-1, n])
             y = self._flat_call(tf.concat([up, x], axis=0))
             y_up = tf.reshape(y[: batch * c], [batch, c, -1])
-            return y_up - y[batch * c :][:, None, :]
+            return quotients(y_up - y[batch * c :][:, None, :], span, cols)
 
         body, sig = {
             "evaluate": (evaluate, [x_spec]),
@@ -308,8 +316,8 @@ class Target:
             "reverse-tiled": (reverse_tiled, [x_spec, i_spec]),
             "reverse-pfor": (reverse_pfor, [x_spec, i_spec]),
             "reverse-pfor-full": (reverse_pfor_full, [x_spec]),
-            "fd-central": (fd_central, [x_spec, x_spec, x_spec, i_spec]),
-            "fd-forward": (fd_forward, [x_spec, x_spec, x_spec, i_spec]),
+            "fd-central": (fd_central, [x_spec, x_spec, x_spec, f64_spec, i_spec]),
+            "fd-forward": (fd_forward, [x_spec, x_spec, x_spec, f64_spec, i_spec]),
         }[kind]
         if kind in KERNELS_WITH_FALLBACK or kind.startswith("fd-"):
             self._kernel("evaluate", dtype)  # settles vectorization / eager mode of the model first
@@ -362,7 +370,7 @@ class Target:
             if self._eager:
                 outs.append(self._eager_eval(chunk))
             else:
-                outs.append(fn(tf.constant(chunk)).numpy())
+                outs.append(_numpy(fn(tf.constant(chunk))))
         y = np.concatenate(outs, axis=0) if outs else np.zeros((0, 0), dtype)
         if self.output_shape is None:
             shape = getattr(self, "_traced_output_shape", None)
@@ -474,6 +482,11 @@ def _gib(nbytes: int) -> str:
     return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
 
 
+def _strategy_name(kind: str) -> str:
+    """The name results show for a kernel (the all-outputs variant is still reverse-pfor)."""
+    return "reverse-pfor" if kind == "reverse-pfor-full" else kind
+
+
 def select_kernel(target: Target, order) -> tuple[str, Any, list[str]]:
     """The first kernel in ``order`` that traces for ``target``: (name, kernel, notes)."""
     notes: list[str] = []
@@ -485,7 +498,8 @@ def select_kernel(target: Target, order) -> tuple[str, Any, list[str]]:
         except Exception as exc:  # noqa: BLE001 - e.g. an op without a forward-mode or pfor rule
             if i == len(order) - 1:
                 raise
-            notes.append(f"{kind} could not be traced ({_first_line(exc)}); {order[i + 1]} was used.")
+            notes.append(f"{_strategy_name(kind)} could not be traced ({_first_line(exc)}); "
+                         f"{_strategy_name(order[i + 1])} was used.")
     raise ValueError("no kernel to try")  # pragma: no cover
 
 
@@ -494,19 +508,29 @@ def select_kernel(target: Target, order) -> tuple[str, Any, list[str]]:
 AUTOTUNE_MIN_SECONDS = 0.002
 #: Timed calls per variant; the fastest counts (the machine's noise is one-sided).
 AUTOTUNE_REPEATS = 10
+#: Timing stops after AUTOTUNE_MIN_REPEATS rounds once one variant is at least this much
+#: faster (time ratio): a clear difference does not need ten rounds to show.
+AUTOTUNE_MIN_REPEATS = 3
+AUTOTUNE_CLEAR = 0.8
 #: XLA must be at least this much faster (time ratio) to be chosen, so that timing noise
 #: alone does not switch it on (its compile time is already paid by then).
 AUTOTUNE_MARGIN = 0.97
 
 
-def _fastest(kernels: list, args: tuple, repeats: int) -> list[float]:
-    """The fastest of ``repeats`` timed calls of each kernel, calls interleaved."""
+def _fastest(kernels: list, args: tuple, repeats: int, done: Callable[[list[float]], bool] | None = None) -> list[float]:
+    """The fastest of ``repeats`` timed calls of each kernel, calls interleaved.
+
+    ``done(best)``, asked after each round from the ``AUTOTUNE_MIN_REPEATS``-th on, may
+    end the timing early.
+    """
     best = [np.inf] * len(kernels)
-    for _ in range(repeats):
+    for r in range(repeats):
         for i, kernel in enumerate(kernels):
             t0 = time.perf_counter()
-            kernel(*args)[0].numpy()
+            _numpy(kernel(*args)[0])
             best[i] = min(best[i], time.perf_counter() - t0)
+        if done is not None and r + 1 >= AUTOTUNE_MIN_REPEATS and done(best):
+            break
     return best
 
 
@@ -517,8 +541,10 @@ def autotune_xla(target: Target, kind: str, make_args: Callable[[], tuple]) -> l
     kernel has not been tuned yet, so tuned calls pay nothing.
 
     Each variant is called once to trace or compile it, then both are timed over
-    ``AUTOTUNE_REPEATS`` interleaved rounds (the fastest call of each counts); XLA is
-    chosen when it takes less than ``AUTOTUNE_MARGIN`` of the plain kernel's time. The
+    ``AUTOTUNE_REPEATS`` interleaved rounds (the fastest call of each counts; timing
+    stops after ``AUTOTUNE_MIN_REPEATS`` rounds once one variant is faster by a clear
+    ``AUTOTUNE_CLEAR`` ratio); XLA is chosen when it takes less than
+    ``AUTOTUNE_MARGIN`` of the plain kernel's time. The
     choice is remembered on the target, so a run tunes each kernel once. Returns notes
     for the results.
     """
@@ -535,13 +561,16 @@ def autotune_xla(target: Target, kind: str, make_args: Callable[[], tuple]) -> l
         xla_kernel = target._kernel(kind, target.dtype, jit=True)
         xla_kernel(*args)  # compiles
     except Exception as exc:  # noqa: BLE001 - XLA cannot compile every op
-        return [f"XLA could not compile {kind} ({_first_line(exc)}); it runs without XLA."]
+        return [f"XLA could not compile {_strategy_name(kind)} ({_first_line(exc)}); it runs without XLA."]
     # interleaved, so that a burst of load elsewhere hits both variants alike
-    plain, xla = _fastest([plain_kernel, xla_kernel], args, AUTOTUNE_REPEATS)
+    def clear(best):
+        return min(best) < AUTOTUNE_CLEAR * max(best)
+
+    plain, xla = _fastest([plain_kernel, xla_kernel], args, AUTOTUNE_REPEATS, clear)
     faster = xla < AUTOTUNE_MARGIN * plain
     target._xla[(kind, target.dtype)] = faster
     chosen = "with" if faster else "without"
-    return [f"{kind} runs {chosen} XLA (first chunk: {plain * 1e3:.1f} ms without, {xla * 1e3:.1f} ms with)."]
+    return [f"{_strategy_name(kind)} runs {chosen} XLA (first chunk: {plain * 1e3:.1f} ms without, {xla * 1e3:.1f} ms with)."]
 
 
 def choose_mode(n: int, m: int) -> str:
@@ -624,36 +653,42 @@ def jacobian(
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     direction = choose_mode(n, m) if mode == "auto" else mode.split("-")[0]
     order = KERNEL_ORDER[direction] if mode in ("auto", "forward", "reverse") else (mode, "reverse-tiled")
-    strategy, kernel, notes = select_kernel(target, order)
-    direction = strategy.split("-")[0]
+
+    def plan(direction: str) -> tuple[int, int, int]:
+        width = n if direction == "forward" else m
+        return (width, *plan_chunks(width, target.row_bytes(), p, budget))
+
+    width, per_call, basis = plan(direction)
+    if basis >= width:
+        # all outputs in one call: batch_jacobian without the gather (traced instead of,
+        # not as well as, reverse-pfor: tracing pfor is most of a first call)
+        order = tuple("reverse-pfor-full" if k == "reverse-pfor" else k for k in order)
+    kind, kernel, notes = select_kernel(target, order)
+    strategy = _strategy_name(kind)
+    if strategy.split("-")[0] != direction:  # fell back to the other direction
+        direction = strategy.split("-")[0]
+        width, per_call, basis = plan(direction)
     t_start = time.perf_counter()
-    width = n if direction == "forward" else m
-    out = np.empty((p, m, n), dtype=target.dtype) if p else np.zeros((0, m, n), target.dtype)
-    per_call, basis = plan_chunks(width, target.row_bytes(), p, budget)
 
     def probe():
         return tf.constant(x[:per_call])
 
-    if strategy == "reverse-pfor" and basis == width:
-        notes += autotune_xla(target, "reverse-pfor-full", lambda: (probe(),))
-        full = target._kernel("reverse-pfor-full", target.dtype)  # traces whenever reverse-pfor did
+    if kind == "reverse-pfor-full":
+        notes += autotune_xla(target, kind, lambda: (probe(),))
+        full = target._kernel(kind, target.dtype)
 
         def call(sl, idx):
-            return full(tf.constant(x[sl])).numpy()
+            return _numpy(full(tf.constant(x[sl])))
     else:
-        notes += autotune_xla(target, strategy, lambda: (probe(), tf.constant(np.arange(basis), tf.int32)))
-        kernel = target._kernel(strategy, target.dtype)
+        notes += autotune_xla(target, kind, lambda: (probe(), tf.constant(np.arange(basis), tf.int32)))
+        kernel = target._kernel(kind, target.dtype)
 
         def call(sl, idx):
-            return kernel(tf.constant(x[sl]), tf.constant(idx, tf.int32)).numpy()
+            return _numpy(kernel(tf.constant(x[sl]), tf.constant(idx, tf.int32)))
 
-    if direction == "forward":
-        def place(sl, idx, v):
-            out[sl, :, idx[0] : idx[-1] + 1] = v
-    else:
-        def place(sl, idx, v):
-            out[sl, idx[0] : idx[-1] + 1, :] = v
-    if per_call >= p and basis >= width:  # one call: its result is the array, no copy
+    if p and per_call >= p and basis >= width:
+        # one call: its result is the array. No array is allocated up front: an unused
+        # one cost more than a copy (fresh pages for the result on every call).
         t0 = time.perf_counter()
         out = call(slice(0, p), np.arange(width))
         first = time.perf_counter() - t0
@@ -661,7 +696,15 @@ def jacobian(
         if progress is not None:
             progress(p)
     else:
+        out = np.empty((p, m, n), dtype=target.dtype)
+        if direction == "forward":
+            def place(sl, idx, v):
+                out[sl, :, idx[0] : idx[-1] + 1] = v
+        else:
+            def place(sl, idx, v):
+                out[sl, idx[0] : idx[-1] + 1, :] = v
         first, calls = _sweep(x, per_call, width, basis, call, place, progress)
+        out.flags.writeable = False  # like the one-call result, a view of TensorFlow's buffer
     return Derivative(
         values=out,
         method="jacobian",
@@ -702,13 +745,14 @@ def rows(
     per_call, basis = plan_chunks(k, target.row_bytes(), p, budget)
 
     def call(sl, idx):
-        return kernel(tf.constant(x[sl]), tf.constant(selected[idx])).numpy()
+        return _numpy(kernel(tf.constant(x[sl]), tf.constant(selected[idx])))
 
     def place(sl, idx, v):
         out[sl, idx[0] : idx[-1] + 1, :] = v
 
     t_start = time.perf_counter()
     first, calls = _sweep(x, per_call, k, basis, call, place, progress)
+    out.flags.writeable = False
     return Derivative(
         values=out,
         method="rows",
@@ -795,14 +839,12 @@ def finite_difference(
             fd_kernel = target._kernel(f"fd-{scheme}", dtype)
         except Exception:  # noqa: BLE001 - fall back to building the copies in numpy
             fd_kernel = None
-    out = np.empty((p, m, n), dtype=np.float64)
 
     def call(sl, cols):
         if fd_kernel is not None:
             tf = _tf()
-            diff = fd_kernel(tf.constant(x[sl]), tf.constant(plus[sl]), tf.constant(minus[sl]),
-                             tf.constant(cols, tf.int32)).numpy().astype(np.float64)  # [b, c, m]
-            return np.transpose(diff / span[sl][:, cols][:, :, None], (0, 2, 1))
+            return _numpy(fd_kernel(tf.constant(x[sl]), tf.constant(plus[sl]), tf.constant(minus[sl]),
+                                    tf.constant(span[sl]), tf.constant(cols, tf.int32)))  # [b, m, c]
         xs, c = x[sl], len(cols)
         eye = np.zeros((c, n), dtype=dtype)
         eye[np.arange(c), cols] = 1
@@ -817,11 +859,20 @@ def finite_difference(
             diff = y[: len(xs) * c].reshape(len(xs), c, m) - y[len(xs) * c :][:, None, :]
         return np.transpose(diff / span[sl][:, cols][:, :, None], (0, 2, 1))  # [b, m, c]
 
-    def place(sl, cols, v):
-        out[sl, :, cols[0] : cols[-1] + 1] = v
-
     t_start = time.perf_counter()
-    first, calls = _sweep(x, per_call, n, cols_per_call, call, place, progress)
+    if fd_kernel is not None and p and per_call >= p and cols_per_call >= n:
+        out = call(slice(0, p), np.arange(n))  # one call: its result is the array
+        first, calls = time.perf_counter() - t_start, 1
+        if progress is not None:
+            progress(p)
+    else:
+        out = np.empty((p, m, n), dtype=np.float64)
+
+        def place(sl, cols, v):
+            out[sl, :, cols[0] : cols[-1] + 1] = v
+
+        first, calls = _sweep(x, per_call, n, cols_per_call, call, place, progress)
+    out.flags.writeable = False
     notes = list(target.notes)
     if dtype != "float64":
         notes.append(
@@ -845,7 +896,21 @@ def finite_difference(
 def _call(target: Target, kernel, batch: np.ndarray) -> np.ndarray:
     if target._eager:
         return target._eager_eval(batch)
-    return kernel(_tf().constant(batch)).numpy()
+    return _numpy(kernel(_tf().constant(batch)))
+
+
+def _numpy(tensor) -> np.ndarray:
+    """A read-only numpy view of an eager CPU tensor, without ``Tensor.numpy()``'s copy.
+
+    ``np.asarray(memoryview(t))`` is TensorFlow's documented zero-copy route; the view
+    keeps the tensor alive. Copying a large Jacobian costs up to a quarter of the
+    kernel's own time (measured on the 1024 -> 10 MLP), and the fresh pages of every
+    copy add page faults. Other devices or dtypes without a buffer protocol are copied.
+    """
+    try:
+        return np.asarray(memoryview(tensor))
+    except (TypeError, ValueError, NotImplementedError):
+        return tensor.numpy()
 
 
 def as_target(fn, point_shape, *, batched: bool = False, dtype: str = "float64", jit_compile: bool | str = "auto") -> Target:

@@ -101,6 +101,35 @@ def test_chunking_keeps_numbers_and_splits_calls():
     fd = engine.finite_difference(target, POINTS, memory_budget=3 * target.row_bytes() + 6 * 5 * 3 * 8)
     assert fd.calls > 3
     np.testing.assert_allclose(fd.values, expected, rtol=1e-7, atol=1e-8)
+    # one call or many: the same steps and arithmetic; only the model's own rounding
+    # varies with the batch size, amplified by 1/h (~eps / 6e-6 ~ 4e-11 here)
+    one = engine.finite_difference(target, POINTS)
+    assert one.calls == 1
+    np.testing.assert_allclose(one.values, fd.values, rtol=0, atol=1e-9)
+
+
+def test_results_are_read_only_in_one_call_and_in_chunks():
+    f, _ = CASES["tanh_layer"]
+    target = engine.as_target(f, (3,))
+    whole = engine.jacobian(target, POINTS)
+    tiny = 2 * target.row_bytes() + 1 + 6 * 5 * 3 * 8
+    for d in (whole, engine.jacobian(target, POINTS, memory_budget=tiny),
+              engine.rows(target, POINTS, [1]), engine.finite_difference(target, POINTS)):
+        assert not d.values.flags.writeable, d.method
+        with pytest.raises(ValueError):
+            d.values[0, 0, 0] = 1.0
+        assert np.array(d.values).flags.writeable  # a copy is the user's to change
+
+
+def test_full_reverse_jacobian_traces_only_the_kernel_it_runs():
+    # tracing pfor is most of a first call: the all-outputs kernel is traced alone,
+    # not after the selected-outputs one
+    f, exact = CASES["tanh_layer"]
+    target = engine.as_target(f, (3,), jit_compile=False)
+    d = engine.jacobian(target, POINTS, mode="reverse")
+    assert d.strategy == "reverse-pfor"
+    assert {k[0] for k in target._kernels} == {"evaluate", "reverse-pfor-full"}
+    np.testing.assert_allclose(d.values, np.stack([exact(x) for x in POINTS]), rtol=1e-12, atol=1e-12)
 
 
 def test_jacobian_too_large_is_a_clear_error():
