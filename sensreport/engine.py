@@ -19,6 +19,11 @@ Kernels (``B`` points, ``c`` basis vectors in one call):
 * ``fd-central`` / ``fd-forward``: every point's perturbed copies built and evaluated
   in one call.
 
+When one call covers the whole basis, the ``-full`` variants of the two pfor kernels run
+instead: ``batch_jacobian`` of all outputs (no ``gather``, whose gradient is a scatter in
+every backward pass) and JVPs of the identity's columns (a constant). Results name them
+by their family (``reverse-pfor``, ``forward-pfor``).
+
 ``auto`` picks forward mode when there are at most as many inputs as outputs. XLA
 (``jit_compile``) is off, on, or chosen per kernel by timing (:func:`autotune_xla`).
 All functions take and return numpy arrays.
@@ -45,7 +50,9 @@ MAX_ROWS_PER_CALL = 1 << 16
 #: the vectorized kernel and fall back to the tiled one; the last four name one kernel.
 MODES = ("auto", "forward", "reverse", "forward-pfor", "forward-tiled", "reverse-pfor", "reverse-tiled")
 #: Kernels built on pfor (vectorized_map / batch_jacobian), with a tiled fallback.
-KERNELS_WITH_FALLBACK = frozenset({"forward-pfor", "reverse-pfor", "reverse-pfor-full"})
+KERNELS_WITH_FALLBACK = frozenset({"forward-pfor", "forward-pfor-full", "reverse-pfor", "reverse-pfor-full"})
+#: The kernels for all basis vectors at once (no index argument) and the name results show.
+FULL_KERNELS = {"reverse-pfor": "reverse-pfor-full", "forward-pfor": "forward-pfor-full"}
 #: What each direction tries, in order; the tiled reverse kernel needs neither pfor nor
 #: forward-mode rules, so it is everyone's last resort.
 KERNEL_ORDER = {
@@ -240,6 +247,9 @@ class Target:
             return tf.transpose(tf.reshape(jvp, [c, batch, -1]), [1, 2, 0])  # [B, m, c]
 
         def forward_pfor(x, cols):
+            return forward_pfor_tangents(x, tf.one_hot(cols, n, dtype=tdtype))
+
+        def forward_pfor_tangents(x, tangents):
             # JVPs vectorized over the tangents: the primal pass is loop-invariant, done once
             def jvp(t):
                 with tf.autodiff.ForwardAccumulator(x, tf.broadcast_to(t[None, :], tf.shape(x))) as acc:
@@ -249,8 +259,11 @@ class Target:
                     raise unconnected()
                 return out  # [B, m]
 
-            tangents = tf.one_hot(cols, n, dtype=tdtype)
             return tf.transpose(tf.vectorized_map(jvp, tangents, fallback_to_while_loop=False), [1, 2, 0])
+
+        def forward_pfor_full(x):
+            # all inputs: the identity as a constant, which XLA can fold into the first layer
+            return forward_pfor_tangents(x, tf.eye(n, dtype=tdtype))
 
         def reverse_tiled(x, outs):
             # the batch tiled once per cotangent: one model call on c * B rows
@@ -313,6 +326,7 @@ class Target:
             "evaluate": (evaluate, [x_spec]),
             "forward-tiled": (forward_tiled, [x_spec, i_spec]),
             "forward-pfor": (forward_pfor, [x_spec, i_spec]),
+            "forward-pfor-full": (forward_pfor_full, [x_spec]),
             "reverse-tiled": (reverse_tiled, [x_spec, i_spec]),
             "reverse-pfor": (reverse_pfor, [x_spec, i_spec]),
             "reverse-pfor-full": (reverse_pfor_full, [x_spec]),
@@ -483,8 +497,8 @@ def _gib(nbytes: int) -> str:
 
 
 def _strategy_name(kind: str) -> str:
-    """The name results show for a kernel (the all-outputs variant is still reverse-pfor)."""
-    return "reverse-pfor" if kind == "reverse-pfor-full" else kind
+    """The name results show for a kernel (an all-basis-vectors variant is still X-pfor)."""
+    return kind.removesuffix("-full")
 
 
 def select_kernel(target: Target, order) -> tuple[str, Any, list[str]]:
@@ -660,9 +674,10 @@ def jacobian(
 
     width, per_call, basis = plan(direction)
     if basis >= width:
-        # all outputs in one call: batch_jacobian without the gather (traced instead of,
-        # not as well as, reverse-pfor: tracing pfor is most of a first call)
-        order = tuple("reverse-pfor-full" if k == "reverse-pfor" else k for k in order)
+        # the whole basis in one call: batch_jacobian without the gather, JVPs of the
+        # identity's columns (traced instead of, not as well as, the indexed kernel:
+        # tracing pfor is most of a first call)
+        order = tuple(FULL_KERNELS.get(k, k) for k in order)
     kind, kernel, notes = select_kernel(target, order)
     strategy = _strategy_name(kind)
     if strategy.split("-")[0] != direction:  # fell back to the other direction
@@ -673,7 +688,7 @@ def jacobian(
     def probe():
         return tf.constant(x[:per_call])
 
-    if kind == "reverse-pfor-full":
+    if kind in FULL_KERNELS.values():
         notes += autotune_xla(target, kind, lambda: (probe(),))
         full = target._kernel(kind, target.dtype)
 

@@ -121,15 +121,20 @@ def test_results_are_read_only_in_one_call_and_in_chunks():
         assert np.array(d.values).flags.writeable  # a copy is the user's to change
 
 
-def test_full_reverse_jacobian_traces_only_the_kernel_it_runs():
-    # tracing pfor is most of a first call: the all-outputs kernel is traced alone,
-    # not after the selected-outputs one
+@pytest.mark.parametrize("direction", ["reverse", "forward"])
+def test_full_jacobian_traces_only_the_kernel_it_runs(direction):
+    # tracing pfor is most of a first call: the whole-basis kernel is traced alone, not
+    # after the indexed one; results still name the family
     f, exact = CASES["tanh_layer"]
     target = engine.as_target(f, (3,), jit_compile=False)
-    d = engine.jacobian(target, POINTS, mode="reverse")
-    assert d.strategy == "reverse-pfor"
-    assert {k[0] for k in target._kernels} == {"evaluate", "reverse-pfor-full"}
+    d = engine.jacobian(target, POINTS, mode=direction)
+    assert d.strategy == f"{direction}-pfor"
+    assert {k[0] for k in target._kernels} == {"evaluate", f"{direction}-pfor-full"}
     np.testing.assert_allclose(d.values, np.stack([exact(x) for x in POINTS]), rtol=1e-12, atol=1e-12)
+    # chunked over the basis: the indexed kernel, same numbers
+    tiny = engine.jacobian(target, POINTS, mode=direction, memory_budget=2 * target.row_bytes() + 1 + 6 * 5 * 3 * 8)
+    assert f"{direction}-pfor" in {k[0] for k in target._kernels} and tiny.strategy == d.strategy
+    np.testing.assert_allclose(tiny.values, d.values, rtol=1e-12, atol=1e-12)
 
 
 def test_jacobian_too_large_is_a_clear_error():
