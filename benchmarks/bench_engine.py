@@ -15,8 +15,12 @@ The same workloads (Keras models, float32 points) go through:
   loop (two eager model calls per point and input).
 
 Every timed call returns numpy, so conversions are timed for every method alike. Warm
-calls of all methods of a workload are interleaved round-robin (the order rotating each
-round) so that a load change on the machine hits them alike; medians are reported. The
+calls are interleaved, in a new random order each round, within classes of comparable
+methods (the automatic ones within 4x of the fastest; the slower automatic ones; the
+finite-difference ones), so that a load change on the machine hits them alike, no
+method always follows the same neighbour, and none follows a 100x heavier call.
+Medians are reported, and for the targets also the per-round ratio with a bootstrap
+95% interval. The
 first call (tracing / compiling, on a fresh object) is reported separately. The naive
 loops are timed on a few points and scaled linearly to all points (said in the table).
 
@@ -36,6 +40,7 @@ import inspect
 import json
 import os
 import platform
+import random
 import resource
 import statistics
 import sys
@@ -77,6 +82,12 @@ FD_RTOL = 5e-3
 FD_FD_RTOL = 5e-3
 
 GROUP_ORDER = ("sensreport", "sensreport-mode", "tf", "jax", "naive", "fd", "fd-floor", "naive-fd")
+#: Timed together (interleaved), each set apart from the other.
+AD_GROUPS = frozenset({"sensreport", "sensreport-mode", "tf", "jax"})
+FD_GROUPS = frozenset({"fd", "fd-floor"})
+#: Automatic methods this many times slower than the fastest (in a first round) are
+#: timed in rounds of their own, apart from the contenders.
+SLOW_FACTOR = 4.0
 
 
 # --------------------------------------------------------------------------- workloads
@@ -94,12 +105,54 @@ class Workload:
     #: method-name prefix -> why it is not run on this workload
     skip: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of one forward pass of one point (Dense and Conv2D layers)."""
+        return model_macs(self.model)
+
     def jax_fn(self):
         """The same network as a JAX function of one flat point ``[n] -> [m]``.
 
         The weights are copied out of the Keras layers with ``get_weights``.
         """
         return _jax_network(self.model, self.input_shape)
+
+
+def model_macs(model: keras.Model) -> int:
+    """Multiply-accumulates of one forward pass of one point through the Dense and Conv2D
+    layers (elementwise work left out: it is small next to them here)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            total += int(np.prod(layer.kernel.shape))
+        elif isinstance(layer, keras.layers.Conv2D):
+            out_positions = int(np.prod(layer.output.shape[1:-1]))
+            total += out_positions * int(np.prod(layer.kernel.shape))
+    return total
+
+
+def matmul_throughput(size: int = 1024, repeats: int = 20) -> dict[str, float]:
+    """GFLOP/s of one float32 ``size x size`` matrix product: TensorFlow's (and JAX's),
+    the median of ``repeats`` interleaved calls. The machine's dense-arithmetic ceiling
+    as these libraries reach it, measured in the same run as everything else."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((size, size)).astype(np.float32) for _ in range(2))
+    ta, tb = tf.constant(a), tf.constant(b)
+    tf_mm = tf.function(lambda a, b: tf.matmul(a, b))
+    calls = {"tf": lambda: tf_mm(ta, tb).numpy()}
+    if HAVE_JAX:
+        ja, jb = jnp.asarray(a), jnp.asarray(b)
+        jax_mm = jax.jit(lambda a, b: a @ b)
+        calls["jax"] = lambda: np.asarray(jax_mm(ja, jb))
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    for f in calls.values():
+        f()
+    for _ in range(repeats):
+        for k, f in calls.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    return {k: 2 * size**3 / statistics.median(v) / 1e9 for k, v in times.items()}
 
 
 def _points(count: int, n: int, seed: int) -> np.ndarray:
@@ -461,17 +514,34 @@ def _measure(methods: list[Method], x: np.ndarray, w: Workload, opts: Options):
             continue
         res.first_s = time.perf_counter() - t0
         state[meth.name] = (fn, values)
-    names = list(state)
-    for r in range(opts.repeats):
-        shift = r % max(1, len(names))
-        for name in names[shift:] + names[:shift]:
-            res = results[name]
-            if res.samples and sum(res.samples) >= opts.budget_s:
-                continue
-            fn = state[name][0]
-            t0 = time.perf_counter()
-            fn(x)
-            res.samples.append(time.perf_counter() - t0)
+    # Interleaved warm calls, in classes of comparable methods timed one class after the
+    # other: a call right after a 50-500x slower one (a wrong-mode Jacobian, a finite-
+    # difference sweep: hundreds of MB of fresh memory, caches flushed) ran 10-30% slower,
+    # which is noise for the slow method's ratio but not for the contenders'. Automatic
+    # and finite-difference methods are separate classes (compared only within
+    # themselves); within the automatic ones, a first interleaved round splits off the
+    # methods more than SLOW_FACTOR x slower than the fastest.
+    rng = random.Random(0)
+
+    def rounds(names: list[str], count: int) -> None:
+        for _ in range(count):
+            # a new order each round, so no method always follows the same neighbour
+            for name in rng.sample(names, len(names)):
+                res = results[name]
+                if res.samples and sum(res.samples) >= opts.budget_s:
+                    continue
+                fn = state[name][0]
+                t0 = time.perf_counter()
+                fn(x)
+                res.samples.append(time.perf_counter() - t0)
+
+    ad = [name for name in state if results[name].group in AD_GROUPS]
+    rounds(ad, 1)
+    fastest = min(results[name].samples[0] for name in ad) if ad else 0.0
+    for cls in ([n for n in ad if results[n].samples[0] <= SLOW_FACTOR * fastest],
+                [n for n in ad if results[n].samples[0] > SLOW_FACTOR * fastest],
+                [name for name in state if results[name].group in FD_GROUPS]):
+        rounds(cls, opts.repeats - (cls[0] in ad) if cls else 0)
     return results, state
 
 
@@ -567,6 +637,24 @@ def _find(results: list[Result], name: str) -> Result | None:
     return next((r for r in results if r.method == name), None)
 
 
+def paired_ratio(a: Result, b: Result, *, resamples: int = 4000, seed: int = 0) -> tuple[float, float, float] | None:
+    """Median of the per-round time ratios ``a / b`` and a bootstrap 95% interval for it.
+
+    Warm calls of comparable methods are interleaved round by round, so the i-th samples
+    of ``a`` and ``b`` met the same machine state: their ratio cancels most of the load
+    that moves both. The interval (percentile bootstrap of the median, seeded) says how
+    well one run resolves the ratio. None when the two were not timed in the same rounds.
+    """
+    k = min(len(a.samples), len(b.samples))
+    if k < 3:
+        return None
+    ratios = np.asarray(a.samples[:k]) / np.asarray(b.samples[:k])
+    rng = np.random.default_rng(seed)
+    medians = np.median(rng.choice(ratios, size=(resamples, k), replace=True), axis=1)
+    lo, hi = np.percentile(medians, [2.5, 97.5])
+    return float(np.median(ratios)), float(lo), float(hi)
+
+
 def _ratio(a: float | None, b: float | None) -> str:
     if a is None or b is None or b == 0:
         return "—"
@@ -632,7 +720,7 @@ class Target_:
     name: str
     workload: str
     measured: str
-    status: str  # PASS / MISS / n/a / INFO
+    status: str  # PASS / TIE (not resolved by the run) / MISS / n/a
 
 
 def targets(results: list[Result]) -> list[Target_]:
@@ -644,12 +732,20 @@ def targets(results: list[Result]) -> list[Target_]:
     def status(ok: bool | None) -> str:
         return "n/a" if ok is None else ("PASS" if ok else "MISS")
 
+    def paired(a: Result, b: Result) -> tuple[str, tuple[float, float, float] | None]:
+        p = paired_ratio(a, b)
+        text = f"; per round {p[0]:.2f}x, 95% CI {p[1]:.2f}-{p[2]:.2f}" if p else ""
+        return text, p
+
     for wl, rs in by_wl.items():
         auto, best_tf = _find(rs, "sensreport auto"), _best(rs, "tf")
         if auto and best_tf and auto.median_s:
             r = auto.median_s / best_tf.median_s
+            text, p = paired(auto, best_tf)
+            # TIE: slower by the medians, but the run cannot tell (the interval holds 1.0)
+            verdict = "PASS" if r <= 1.0 else ("TIE" if p and p[1] <= 1.0 else "MISS")
             out.append(Target_("engine (auto) at least as fast as the best hand-written TF", wl,
-                               f"{r:.2f}x the time of {best_tf.method}", status(r <= 1.0)))
+                               f"{r:.2f}x the time of {best_tf.method}{text}", verdict))
     for wl in ("mlp64", "mlp1024", "mlp8"):
         rs = by_wl.get(wl)
         if not rs:
@@ -657,8 +753,9 @@ def targets(results: list[Result]) -> list[Target_]:
         auto, best_jax = _find(rs, "sensreport auto"), _best(rs, "jax")
         if auto and auto.median_s and best_jax:
             r = auto.median_s / best_jax.median_s
-            out.append(Target_("engine (auto) within 1.5x of JAX", wl, f"{r:.2f}x the time of {best_jax.method}",
-                               status(r <= 1.5)))
+            text, _ = paired(auto, best_jax)
+            out.append(Target_("engine (auto) within 1.5x of JAX", wl,
+                               f"{r:.2f}x the time of {best_jax.method}{text}", status(r <= 1.5)))
         else:
             out.append(Target_("engine (auto) within 1.5x of JAX", wl, "JAX not run", "n/a"))
     if "mlp64" in by_wl:
@@ -700,6 +797,35 @@ def targets(results: list[Result]) -> list[Target_]:
     return out
 
 
+def arithmetic(results: list[Result], shapes: dict[str, tuple[int, int, int, int]],
+               peak: dict[str, float]) -> list[str]:
+    """Achieved GFLOP/s of the engine and of the best JAX method against the matrix product's.
+
+    ``shapes``: workload -> (points, n, m, forward-pass MACs per point). A Jacobian by
+    the chosen direction costs at least ``P (1 + k) F`` multiply-accumulates: the forward
+    pass and one JVP (forward, ``k = n``) or VJP (reverse, ``k = m``) per basis vector,
+    each about a forward pass's arithmetic.
+    """
+    lines = ["### How close to the hardware", "",
+             f"Dense-arithmetic ceiling measured in this run: a 1024 x 1024 float32 matrix product runs at "
+             + ", ".join(f"{v:.0f} GFLOP/s in {'TensorFlow' if k == 'tf' else 'JAX'}" for k, v in peak.items())
+             + ". The Jacobian's arithmetic is counted as `P (1 + k) F` multiply-accumulates (k = m in reverse "
+             "mode, n in forward mode; F = one forward pass).", "",
+             "| workload | direction | GFLOP | sensreport auto GFLOP/s | % of TF's matmul | best JAX GFLOP/s |",
+             "|---|---|---:|---:|---:|---:|"]
+    for wl, (p, n, m, macs) in shapes.items():
+        rs = [r for r in results if r.workload == wl]
+        auto, best_jax = _find(rs, "sensreport auto"), _best(rs, "jax")
+        if not auto or not auto.median_s or not auto.strategy:
+            continue
+        forward = auto.strategy.startswith("forward")
+        gflop = 2 * p * (1 + (n if forward else m)) * macs / 1e9
+        jx = f"{gflop / best_jax.median_s:.0f}" if best_jax and best_jax.median_s else "—"
+        lines.append(f"| {wl} | {'forward' if forward else 'reverse'} | {gflop:.2f} | {gflop / auto.median_s:.0f} | "
+                     f"{100 * gflop / auto.median_s / peak['tf']:.0f}% | {jx} |")
+    return lines
+
+
 def summaries(results: list[Result]) -> list[str]:
     """First-call costs and the effect of XLA, per workload."""
     lines = ["### First call (tracing / compiling, on a fresh Target / tf.function / jit)", "",
@@ -724,6 +850,17 @@ def summaries(results: list[Result]) -> list[str]:
         e, h = _find(rs, "sensreport mode=reverse-pfor"), _find(rs, "tf batch_jacobian")
         if e and h and e.median_s and h.median_s:
             lines.append(f"| {wl} | {e.median_s / h.median_s:.2f} |")
+    lines += ["", "### Resolution of one run: the same kernel under two names", "",
+              "`sensreport auto` and `sensreport mode=<the direction auto chose>` run the same kernel (each on its "
+              "own Target, XLA tuned for each). Their ratio is what this run's noise alone produces.", "",
+              "| workload | pair | ratio of medians | per round: median, 95% CI |", "|---|---|---:|---:|"]
+    for wl, rs in by_wl.items():
+        auto = _find(rs, "sensreport auto")
+        twin = _find(rs, f"sensreport mode={auto.strategy.split('-')[0]}") if auto and auto.strategy else None
+        if auto and twin and auto.median_s and twin.median_s:
+            p = paired_ratio(auto, twin)
+            ci = f"{p[0]:.2f}x, {p[1]:.2f}-{p[2]:.2f}" if p else "—"
+            lines.append(f"| {wl} | auto / {twin.method[11:]} | {auto.median_s / twin.median_s:.2f} | {ci} |")
     lines += ["", "### XLA (`jit_compile=True`) on the hand-written TF strategies", "",
               "| workload | strategy | median without / with XLA (>1: XLA faster) | extra first-call time with XLA |",
               "|---|---|---:|---:|"]
@@ -819,11 +956,15 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()[0]
     t_start = time.perf_counter()
     warm_up()
+    opts.log("matrix-product throughput")
+    peak_gflops = matmul_throughput()
     results: list[Result] = []
     labels = {}
+    shapes: dict[str, tuple[int, int, int, int]] = {}
     for name in names:
         w = WORKLOADS[name](8 if args.quick else 1, args.all_strategies)
         labels[name] = w.label
+        shapes[name] = (len(w.points), w.n, w.m, w.macs)
         opts.log(f"workload {name}: {w.label} (n={w.n}, m={w.m})")
         results += run_workload(w, opts)
     total = time.perf_counter() - t_start
@@ -861,6 +1002,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     tg = targets(results)
     lines += [f"| {t.name} | {t.workload} | {t.measured} | {t.status} |" for t in tg]
+    lines += [""] + arithmetic(results, shapes, peak_gflops)
     lines += [""] + summaries(results)
     lines += ["", f"Peak RSS: {peak:,.0f} MiB. Whole run: {total:.0f} s."]
     text = "\n".join(lines) + "\n"
@@ -876,6 +1018,7 @@ def main(argv: list[str] | None = None) -> int:
             "targets": [asdict(t) for t in tg],
             "load_average": {"start": load_start, "end": os.getloadavg()[0]},
             "peak_rss_mib": peak,
+            "matmul_gflops": peak_gflops,
             "seconds": total,
         }
         args.json.write_text(json.dumps(payload, indent=2))
