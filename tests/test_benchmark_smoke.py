@@ -49,20 +49,40 @@ def test_tensorflow_methods_agree(name):
     w = TINY[name]()
     opts = bench.Options(repeats=1, budget_s=0.0, jax=False, naive_ad_calls=8, naive_fd_calls=16)
     results = bench.run_workload(w, opts)
-    _check(results, {"sensreport", "sensreport-mode", "tf", "naive", "fd", "fd-floor", "naive-fd"})
+    _check(results, {"sensreport", "sensreport-mode", "tf", "naive", "fd", "fd-floor", "naive-fd", "naive-fd-entry"})
     auto = next(r for r in results if r.method == "sensreport auto")
     assert auto.strategy in bench.engine.MODES[3:]  # one of the kernels, never "auto"
     # The report renders from these results (no timing is judged here).
+    shapes = {w.name: (len(w.points), w.n, w.m, w.macs)}
     assert bench.table(results) and bench.targets(results) and bench.summaries(results)
+    assert len(bench.arithmetic(results, shapes, {"tf": 100.0})) == 7  # six lines of header, this workload's row
 
 
 def test_naive_loops_are_extrapolated_from_a_subset():
     w = TINY["mlp-wide-out"]()
     results = bench.run_workload(w, bench.Options(repeats=1, budget_s=0.0, jax=False, xla=False,
                                                   naive_ad_calls=12, naive_fd_calls=6))
-    naive = {r.group: r for r in results if r.group in ("naive", "naive-fd")}
+    naive = {r.group: r for r in results if r.group in ("naive", "naive-fd", "naive-fd-entry")}
     assert naive["naive"].extrapolated_from == 1 and naive["naive-fd"].extrapolated_from == 1
     assert all(r.points == 4 for r in naive.values())
+    # the per-(input, output) loop: 3 entries (6 calls) timed, each scaled to all 4 x 3 x 12 entries
+    entry = naive["naive-fd-entry"]
+    assert entry.extrapolated_from == 3 and entry.unit == "entries" and len(entry.samples) == 3
+
+
+def test_forward_pass_arithmetic_counts_dense_and_conv_layers():
+    assert TINY["mlp-wide-in"]().macs == 6 * 16 + 16 * 3
+    # 8x8x2 -> conv 3x3/2 -> 4x4x4 -> conv 3x3/2 -> 2x2x4 -> flatten 16 -> 3
+    assert TINY["cnn"]().macs == 4 * 4 * (3 * 3 * 2 * 4) + 2 * 2 * (3 * 3 * 4 * 4) + 16 * 3
+
+
+def test_paired_ratio_and_its_interval():
+    a = bench.Result("w", "a", "tf", 1, samples=[2.0, 4.0, 2.2, 6.0, 2.0])
+    b = bench.Result("w", "b", "tf", 1, samples=[1.0, 2.0, 1.0, 3.0, 1.0])
+    median, lo, hi = bench.paired_ratio(a, b)
+    # per-round ratios 2, 2, 2.2, 2, 2: the load that moved both rounds cancels
+    assert median == 2.0 and lo == 2.0 and 2.0 <= hi <= 2.2
+    assert bench.paired_ratio(a, bench.Result("w", "c", "tf", 1, samples=[1.0, 1.0])) is None
 
 
 @pytest.mark.skipif(not bench.HAVE_JAX, reason="JAX is the benchmark-only extra: pip install -e .[bench]")
