@@ -744,29 +744,46 @@ def rows(
 ) -> Derivative:
     """Gradients of the selected outputs at every point: ``[P, k, n]``.
 
-    One reverse-mode call per chunk computes all ``k`` selected gradients for all the
-    chunk's points; the other outputs' derivatives are never formed.
+    Reverse mode (the usual case, ``k < n``): one call per chunk computes the ``k``
+    selected gradients for all the chunk's points; the other outputs' derivatives are
+    never formed. When there are at most as many inputs as selected outputs
+    (``n <= k``), ``n`` JVPs cost less than ``k`` VJPs: forward mode runs instead (each
+    JVP gives every output's column at once) and the selected outputs are kept.
     """
     tf = _tf()
     x = np.asarray(points, dtype=target.dtype).reshape(len(points), target.n)
     if target.output_shape is None:
         target.evaluate(x[:1])
-    p, k = len(x), len(outputs)
+    n, p, k = target.n, len(x), len(outputs)
     budget = memory_budget or default_memory_budget()
-    _check_fits(key, (p, k, target.n), np.dtype(target.dtype).itemsize, budget, "rows array")
-    strategy, kernel, notes = select_kernel(target, KERNEL_ORDER["reverse"])
-    out = np.empty((p, k, target.n), dtype=target.dtype)
+    _check_fits(key, (p, k, n), np.dtype(target.dtype).itemsize, budget, "rows array")
+    order = KERNEL_ORDER["reverse"]
+    if choose_mode(n, k) == "forward":
+        order = ("forward-pfor", "forward-tiled") + order
+    strategy, kernel, notes = select_kernel(target, order)
+    out = np.empty((p, k, n), dtype=target.dtype)
     selected = np.asarray(outputs, dtype=np.int32)
-    per_call, basis = plan_chunks(k, target.row_bytes(), p, budget)
+    if strategy.startswith("forward"):
+        width = n
+        per_call, basis = plan_chunks(n, target.row_bytes(), p, budget)
 
-    def call(sl, idx):
-        return _numpy(kernel(tf.constant(x[sl]), tf.constant(selected[idx])))
+        def call(sl, idx):
+            return _numpy(kernel(tf.constant(x[sl]), tf.constant(idx, tf.int32)))[:, selected, :]  # [b, k, c]
 
-    def place(sl, idx, v):
-        out[sl, idx[0] : idx[-1] + 1, :] = v
+        def place(sl, idx, v):
+            out[sl, :, idx[0] : idx[-1] + 1] = v
+    else:
+        width = k
+        per_call, basis = plan_chunks(k, target.row_bytes(), p, budget)
+
+        def call(sl, idx):
+            return _numpy(kernel(tf.constant(x[sl]), tf.constant(selected[idx])))
+
+        def place(sl, idx, v):
+            out[sl, idx[0] : idx[-1] + 1, :] = v
 
     t_start = time.perf_counter()
-    first, calls = _sweep(x, per_call, k, basis, call, place, progress)
+    first, calls = _sweep(x, per_call, width, basis, call, place, progress)
     out.flags.writeable = False
     return Derivative(
         values=out,

@@ -86,6 +86,21 @@ def test_rows_equal_jacobian_rows_and_never_form_the_rest():
     expected = np.stack([exact(x) for x in POINTS])[:, [4, 1], :]
     np.testing.assert_allclose(d.values, expected, rtol=1e-12, atol=1e-12)
     assert d.values.shape == (6, 2, 3)
+    assert d.strategy == "reverse-pfor"  # 2 VJPs beat 3 JVPs
+
+
+def test_rows_use_forward_mode_when_inputs_are_no_more_than_selected_outputs():
+    f, exact = CASES["tanh_layer"]  # 3 inputs, 5 outputs
+    target = engine.as_target(f, (3,))
+    jac = np.stack([exact(x) for x in POINTS])
+    for outputs in ([4, 1, 0], [3, 0, 4, 2]):
+        d = engine.rows(target, POINTS, outputs)
+        assert d.strategy == "forward-pfor", outputs  # 3 JVPs instead of 3-4 VJPs
+        np.testing.assert_allclose(d.values, jac[:, outputs, :], rtol=1e-12, atol=1e-12)
+    # chunked over points and inputs: same numbers
+    tiny = engine.rows(target, POINTS, [3, 0, 4, 2], memory_budget=2 * target.row_bytes() + 1 + 6 * 4 * 3 * 8)
+    assert tiny.calls > 3
+    np.testing.assert_allclose(tiny.values, jac[:, [3, 0, 4, 2], :], rtol=1e-12, atol=1e-12)
 
 
 def test_chunking_keeps_numbers_and_splits_calls():
