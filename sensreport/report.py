@@ -460,9 +460,11 @@ def _checks(ctx: _Context) -> list[dict]:
             add("pass", "Directions are consistent",
                 f"Each output's top inputs act in one direction at {_percent(1 - SIGN_MINORITY)} or more of the points.")
     for w in r.warnings:
-        add("warn", "Note from the run", w)
+        add("warn", "Warning from the run", w)
+    for note in getattr(r, "notes", None) or []:
+        add("info", "Note from the run", note)
     _merge_configured(rows, getattr(r, "checks", None) or [])
-    order = {"fail": 0, "error": 1, "warn": 2, "pass": 3, "na": 4}
+    order = {"fail": 0, "error": 1, "warn": 2, "pass": 3, "info": 4, "na": 5}
     rows.sort(key=lambda row: order.get(row["status"], 1))
     return rows
 

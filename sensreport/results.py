@@ -84,6 +84,9 @@ class RunResult:
     spec_text: str = ""
     checks: list[dict[str, Any]] = field(default_factory=list)  # see sensreport.checks
     baseline: dict[str, Any] | None = None  # comparison with a previous run, if any
+    #: how the run went, for information (engine choices and fallbacks, array storage);
+    #: ``warnings`` are what may make the numbers differ from the truth
+    notes: list[str] = field(default_factory=list)
     out_dir: Path | None = None  # where the outputs were written
 
     @property
@@ -150,6 +153,7 @@ class RunResult:
             "dead_inputs": [self.input_names[j] for j in self.dead_inputs],
             "baseline": self.baseline,
             "warnings": self.warnings,
+            "notes": self.notes,
             "timings": self.timings,
             "memory": self.memory,
             "provenance": self.provenance,

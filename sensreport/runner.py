@@ -182,8 +182,7 @@ def compute(
     fd_check = spec.checks.get("fd_vs_ad") or {}
     plan = make_plan(planned, flat, y, budget=budget, arrays=spec.arrays, ad_dtype=target.dtype,
                      rtol=fd_check.get("max_rel_error"))
-    if plan.arrays != "memory":
-        warnings.append(plan.describe())
+    notes: list[str] = [plan.describe()] if plan.arrays != "memory" else []
     store = ArrayStore(plan, array_dir)
     t0 = time.perf_counter()
     engine_facts: dict[str, Any] = {"engine": "local"}
@@ -260,7 +259,8 @@ def compute(
         agreement=agreement,
         nonfinite=nonfinite,
         dead_inputs=dead,
-        warnings=warnings + list(dict.fromkeys(n for m in methods.values() for n in m.notes)),
+        warnings=warnings,
+        notes=notes + list(dict.fromkeys(n for m in methods.values() for n in m.notes)),
         timings=timings,
         memory=memory,
         provenance=_provenance(spec, loaded, points, command),

@@ -55,7 +55,7 @@ def test_blackbox_example_fd_matches_exact_derivative(cli, tmp_path):
     np.testing.assert_allclose(arrays["finite_difference"][0], exact, rtol=1e-8, atol=1e-9)
     assert "jacobian" not in arrays
     assert results["inputs"]["names"] == ["x[0]", "x[1]", "x[2]", "x[3]"]
-    assert any("tf.map_fn" in w for w in results["warnings"])
+    assert any("tf.map_fn" in w for w in results["notes"])
 
 
 def test_tabular_example_end_to_end(cli, tmp_path):

@@ -149,6 +149,21 @@ def test_dead_inputs_unstable_rankings_and_sign_changes_are_warnings():
     assert len(unstable["items"]) == 1 and unstable["items"][0].startswith("y1: median Spearman ")
 
 
+def test_run_warnings_warn_and_engine_notes_inform():
+    r = make_result()
+    r.warnings = ["The model contains Round ops, whose derivative TensorFlow defines as zero."]
+    r.notes = ["The model computes in float32 even when given float64 inputs, so finite differences were evaluated "
+               "in float32."]
+    checks = build_report(r)["checks"]
+    rows = {c["title"]: c for c in checks}
+    assert rows["Warning from the run"]["status"] == "warn" and "Round" in rows["Warning from the run"]["text"]
+    assert rows["Note from the run"]["status"] == "info" and "float32" in rows["Note from the run"]["text"]
+    statuses = [c["status"] for c in checks]
+    assert statuses.index("info") > max(i for i, s in enumerate(statuses) if s in ("warn", "pass"))
+    html = render_report(r)
+    assert "ℹ INFO" in html and 'class="badge check-info"' in html
+
+
 def test_configured_checks_set_the_status_and_add_rows():
     r = make_result()
     r.checks = [

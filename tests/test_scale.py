@@ -39,7 +39,7 @@ def test_streamed_and_disk_runs_match_the_in_memory_run(cli, write_spec, tmp_pat
     assert whole["memory"]["arrays"] == "memory" and whole["memory"]["chunk_points"] == 40
     assert streamed["memory"]["arrays"] == "none" and streamed["memory"]["chunk_points"] < 10
     assert disk["memory"]["arrays"] == "disk"
-    assert any("not kept (measures computed by streaming" in w for w in streamed["warnings"])
+    assert any("not kept (measures computed by streaming" in w for w in streamed["notes"])
     assert streamed["methods"]["jacobian"]["model_calls"] > 4
 
     # the float32 model itself rounds differently for different batch sizes (oneDNN
