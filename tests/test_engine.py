@@ -232,14 +232,26 @@ def test_tensor_shaped_inputs_and_outputs_are_flattened():
 
 def test_no_retracing_across_chunk_sizes():
     f, _ = CASES["trig"]
-    target = engine.as_target(f, (3,))
-    engine.jacobian(target, POINTS, mode="reverse")
-    engine.rows(target, POINTS, [0])
-    before = {k: fn.experimental_get_tracing_count() for k, fn in target._kernels.items()}
-    engine.jacobian(target, RNG.normal(size=(17, 3)), mode="reverse")
-    engine.jacobian(target, RNG.normal(size=(17, 3)), mode="reverse", memory_budget=4 * target.row_bytes() + 17 * 9 * 8)
-    engine.rows(target, RNG.normal(size=(3, 3)), [0])
-    assert {k: fn.experimental_get_tracing_count() for k, fn in target._kernels.items()} == before
+    target = engine.as_target(f, (3,), jit_compile=False)
+    target.evaluate(POINTS[:1])  # the output size, for the budgets below
+
+    def everything(x):
+        tiny = 2 * target.row_bytes() + 1 + len(x) * 9 * 8  # two rows per call: the basis is split
+        for mode in ("reverse", "forward"):
+            engine.jacobian(target, x, mode=mode)  # the whole basis in one call
+            engine.jacobian(target, x, mode=mode, memory_budget=tiny)  # chunked: the indexed kernel
+        engine.rows(target, x, [0])
+        engine.finite_difference(target, x)
+        engine.finite_difference(target, x, memory_budget=tiny)
+
+    everything(POINTS)
+    traced = {k: fn.experimental_get_tracing_count() for k, fn in target._kernels.items()}
+    assert {k[0] for k in traced} >= {"reverse-pfor", "reverse-pfor-full", "forward-pfor", "forward-pfor-full",
+                                      "fd-central"}
+    everything(RNG.normal(size=(17, 3)))  # other point counts, other chunk sizes
+    everything(RNG.normal(size=(2, 3)))
+    # every kernel was traced once, by its first call, and never again
+    assert {k: fn.experimental_get_tracing_count() for k, fn in target._kernels.items()} == dict.fromkeys(traced, 1)
 
 
 def test_xla_autotune_picks_a_variant_and_keeps_the_numbers():
