@@ -719,7 +719,7 @@ def jacobian(
             def place(sl, idx, v):
                 out[sl, idx[0] : idx[-1] + 1, :] = v
         first, calls = _sweep(x, per_call, width, basis, call, place, progress)
-        out.flags.writeable = False  # like the one-call result, a view of TensorFlow's buffer
+        out.flags.writeable = False  # read-only in every path, like a one-call result (a view)
     return Derivative(
         values=out,
         method="jacobian",
