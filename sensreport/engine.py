@@ -628,32 +628,53 @@ Progress = Callable[[int], None]
 
 def _sweep(
     x: np.ndarray,
+    shape: tuple[int, int, int],
+    dtype,
     per_call: int,
     width: int,
     basis: int,
+    axis: int,
     call: Callable[[slice, np.ndarray], np.ndarray],
-    place: Callable[[slice, np.ndarray, np.ndarray], None],
     progress: Progress | None,
-) -> tuple[float, int]:
-    """Run ``call(point_slice, basis_indices)`` over chunks of points (outer) and basis (inner).
+    *,
+    whole: bool = True,
+) -> tuple[np.ndarray, float, int]:
+    """Run ``call(point_slice, basis_indices)`` over chunks of points (outer) and basis
+    (inner) and assemble the read-only ``shape`` array; returns (array, first call's
+    seconds, calls).
 
-    ``place(point_slice, basis_indices, values)`` stores each result. ``progress`` is
-    told how many points each finished chunk held. Returns (first call's seconds, calls).
+    Each result fills the chunk's points and, along ``axis`` (1: outputs, 2: inputs), its
+    basis indices. When one call covers everything (and ``whole``), its result is the
+    array: nothing is allocated up front (an unused array cost more than a copy, with
+    fresh pages on every call). ``progress`` is told how many points each finished
+    chunk held.
     """
-    first, calls = 0.0, 0
-    for start in range(0, len(x), per_call):
-        sl = slice(start, min(len(x), start + per_call))
-        for b0 in range(0, width, basis):
-            idx = np.arange(b0, min(width, b0 + basis))
-            t0 = time.perf_counter()
-            values = call(sl, idx)
-            if calls == 0:
-                first = time.perf_counter() - t0
-            calls += 1
-            place(sl, idx, values)
+    p = len(x)
+    if whole and p and per_call >= p and basis >= width:
+        t0 = time.perf_counter()
+        out = call(slice(0, p), np.arange(width))
+        first, calls = time.perf_counter() - t0, 1
         if progress is not None:
-            progress(sl.stop - sl.start)
-    return first, calls
+            progress(p)
+    else:
+        out = np.empty(shape, dtype=dtype)
+        first, calls = 0.0, 0
+        for start in range(0, p, per_call):
+            sl = slice(start, min(p, start + per_call))
+            for b0 in range(0, width, basis):
+                idx = np.arange(b0, min(width, b0 + basis))
+                t0 = time.perf_counter()
+                values = call(sl, idx)
+                if calls == 0:
+                    first = time.perf_counter() - t0
+                calls += 1
+                where = [sl, slice(None), slice(None)]
+                where[axis] = slice(idx[0], idx[-1] + 1)
+                out[tuple(where)] = values
+            if progress is not None:
+                progress(sl.stop - sl.start)
+    out.flags.writeable = False  # read-only in every path, like a one-call result (a view)
+    return out, first, calls
 
 
 def jacobian(
@@ -728,25 +749,8 @@ def jacobian(
         def call(sl, idx):
             return _numpy(kernel(tf.constant(x[sl]), tf.constant(idx, tf.int32)))
 
-    if p and per_call >= p and basis >= width:
-        # one call: its result is the array. No array is allocated up front: an unused
-        # one cost more than a copy (fresh pages for the result on every call).
-        t0 = time.perf_counter()
-        out = call(slice(0, p), np.arange(width))
-        first = time.perf_counter() - t0
-        calls = 1
-        if progress is not None:
-            progress(p)
-    else:
-        out = np.empty((p, m, n), dtype=target.dtype)
-        if direction == "forward":
-            def place(sl, idx, v):
-                out[sl, :, idx[0] : idx[-1] + 1] = v
-        else:
-            def place(sl, idx, v):
-                out[sl, idx[0] : idx[-1] + 1, :] = v
-        first, calls = _sweep(x, per_call, width, basis, call, place, progress)
-        out.flags.writeable = False  # read-only in every path, like a one-call result (a view)
+    axis = 2 if direction == "forward" else 1
+    out, first, calls = _sweep(x, (p, m, n), target.dtype, per_call, width, basis, axis, call, progress)
     return Derivative(
         values=out,
         method="jacobian",
@@ -788,30 +792,19 @@ def rows(
     if choose_mode(n, k) == "forward":
         order = ("forward-pfor", "forward-tiled") + order
     strategy, kernel, notes = select_kernel(target, order)
-    out = np.empty((p, k, n), dtype=target.dtype)
     selected = np.asarray(outputs, dtype=np.int32)
-    if strategy.startswith("forward"):
-        width = n
-        per_call, basis = plan_chunks(n, target.row_bytes(), p, budget)
-
+    forward = strategy.startswith("forward")
+    width = n if forward else k
+    per_call, basis = plan_chunks(width, target.row_bytes(), p, budget)
+    if forward:
         def call(sl, idx):
             return _numpy(kernel(tf.constant(x[sl]), tf.constant(idx, tf.int32)))[:, selected, :]  # [b, k, c]
-
-        def place(sl, idx, v):
-            out[sl, :, idx[0] : idx[-1] + 1] = v
     else:
-        width = k
-        per_call, basis = plan_chunks(k, target.row_bytes(), p, budget)
-
         def call(sl, idx):
             return _numpy(kernel(tf.constant(x[sl]), tf.constant(selected[idx])))
 
-        def place(sl, idx, v):
-            out[sl, idx[0] : idx[-1] + 1, :] = v
-
     t_start = time.perf_counter()
-    first, calls = _sweep(x, per_call, width, basis, call, place, progress)
-    out.flags.writeable = False
+    out, first, calls = _sweep(x, (p, k, n), target.dtype, per_call, width, basis, 2 if forward else 1, call, progress)
     return Derivative(
         values=out,
         method="rows",
@@ -919,19 +912,9 @@ def finite_difference(
         return np.transpose(diff / span[sl][:, cols][:, :, None], (0, 2, 1))  # [b, m, c]
 
     t_start = time.perf_counter()
-    if fd_kernel is not None and p and per_call >= p and cols_per_call >= n:
-        out = call(slice(0, p), np.arange(n))  # one call: its result is the array
-        first, calls = time.perf_counter() - t_start, 1
-        if progress is not None:
-            progress(p)
-    else:
-        out = np.empty((p, m, n), dtype=np.float64)
-
-        def place(sl, cols, v):
-            out[sl, :, cols[0] : cols[-1] + 1] = v
-
-        first, calls = _sweep(x, per_call, n, cols_per_call, call, place, progress)
-    out.flags.writeable = False
+    # the numpy fallback's result is a transposed view: placed into a C-ordered array
+    out, first, calls = _sweep(x, (p, m, n), np.float64, per_call, n, cols_per_call, 2, call, progress,
+                               whole=fd_kernel is not None)
     notes = list(target.notes)
     if dtype != "float64":
         notes.append(
