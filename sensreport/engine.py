@@ -189,6 +189,7 @@ class Target:
         self.activation_size = activation_size
         self.jit_compile = jit_compile
         self._xla: dict[tuple[str, str], bool] = {}  # autotuned: kernel -> XLA faster?
+        self._no_xla: set[tuple[str, str]] = set()  # kernels XLA could not compile: they run without it
         self.output_shape: tuple[int, ...] | None = None
         self.notes: list[str] = []
         self._vectorize = "pfor"
@@ -235,7 +236,7 @@ class Target:
         """
         if jit is None:
             jit = self.jit_compile is True or (self.jit_compile == "auto" and self._xla.get((kind, dtype), False))
-        jit = bool(jit) and kind != "evaluate"
+        jit = bool(jit) and kind != "evaluate" and (kind, dtype) not in self._no_xla
         key = (kind, dtype, jit)
         if key in self._calls:
             return self._calls[key]
@@ -368,6 +369,13 @@ class Target:
         except NotDifferentiableError:
             raise
         except Exception as exc:  # noqa: BLE001 - any tracing failure decides the fallback
+            if jit:
+                # XLA cannot compile this kernel: the same kernel runs without it. An XLA
+                # failure never changes how the model is vectorized or which kernel runs,
+                # so whether XLA was tried (a timing, with "auto") cannot change the path.
+                self._no_xla.add((kind, dtype))
+                self._note(f"XLA could not compile {_strategy_name(kind)} ({_first_line(exc)}); it runs without XLA.")
+                return self._kernel(kind, dtype, jit=False)
             if kind in KERNELS_WITH_FALLBACK or kind.startswith("fd-"):
                 raise  # the caller falls back to another kernel
             if not self.batched and self._vectorize == "pfor":
@@ -598,10 +606,13 @@ def autotune_xla(target: Target, kind: str, make_args: Callable[[], tuple]) -> l
     plain = _fastest([plain_kernel], args, 1)[0]
     if plain < AUTOTUNE_MIN_SECONDS:
         return []
+    xla_kernel = target._kernel(kind, target.dtype, jit=True)
+    if (kind, target.dtype) in target._no_xla:  # tracing for XLA failed: noted on the target
+        return []
     try:
-        xla_kernel = target._kernel(kind, target.dtype, jit=True)
         xla_kernel(*args)  # compiles
     except Exception as exc:  # noqa: BLE001 - XLA cannot compile every op
+        target._no_xla.add((kind, target.dtype))
         return [f"XLA could not compile {_strategy_name(kind)} ({_first_line(exc)}); it runs without XLA."]
     # interleaved, so that a burst of load elsewhere hits both variants alike
     def clear(best):

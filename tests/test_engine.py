@@ -32,18 +32,36 @@ POINTS = RNG.uniform(-1.0, 1.0, size=(6, 3))
 TOL = {"float32": dict(rtol=2e-5, atol=2e-5), "float64": dict(rtol=1e-12, atol=1e-12)}
 
 
+@pytest.mark.parametrize("xla", [False, True])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_jacobian_matches_closed_form(case, mode, dtype):
+def test_jacobian_matches_closed_form(case, mode, dtype, xla):
+    # XLA on and off explicitly: with jit_compile="auto" whether XLA is tried depends on
+    # a timing, so both paths are tested here on purpose, every run
     f, exact = CASES[case]
-    target = engine.as_target(f, (3,), dtype=dtype)
+    target = engine.as_target(f, (3,), dtype=dtype, jit_compile=xla)
     d = engine.jacobian(target, POINTS, mode=mode)
     expected = np.stack([exact(x) for x in POINTS])
     assert d.values.shape == expected.shape
     assert d.values.dtype == np.dtype(dtype)
     np.testing.assert_allclose(d.values, expected, **TOL[dtype])
+    # an XLA failure runs the same kernel without XLA: it never changes the kernel
     assert d.strategy == mode
+    assert not any("tf.map_fn" in n for n in d.notes)
+
+
+def test_xla_failure_never_changes_the_kernel_or_the_vectorization():
+    # forward-mode kernels of a vectorized per-point function do not trace under XLA
+    # here; forcing XLA must then run the very kernel that runs without it
+    f, exact = CASES["trig"]
+    plain = engine.jacobian(engine.as_target(f, (3,), jit_compile=False), POINTS, mode="forward-tiled")
+    forced_target = engine.as_target(f, (3,), jit_compile=True)
+    forced = engine.jacobian(forced_target, POINTS, mode="forward-tiled")
+    assert forced.strategy == plain.strategy == "forward-tiled"
+    np.testing.assert_allclose(forced.values, plain.values, rtol=1e-12, atol=1e-12)
+    if any("XLA could not compile" in n for n in forced.notes):
+        assert not any("tf.map_fn" in n for n in forced.notes)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
