@@ -60,7 +60,7 @@ import numpy as np  # noqa: E402
 
 from sensreport import engine  # noqa: E402
 
-tf = engine._tf()  # imports TensorFlow quietly, the way sensreport does
+tf = engine.tensorflow()  # imports TensorFlow quietly, the way sensreport does
 import keras  # noqa: E402
 
 try:
@@ -267,7 +267,7 @@ class _EngineJacobian:
     def __call__(self, x):
         d = engine.jacobian(self.target, x, mode=self.mode)
         # the kernel, and whether XLA runs it (the target's choice: autotuned or forced)
-        xla = self.target.jit_compile is True or any(self.target._xla.values())
+        xla = self.target.jit_compile is True or any(self.target.xla.chosen.values())
         self.strategy = d.strategy + (" + XLA" if xla else "")
         return d.values
 
@@ -543,7 +543,7 @@ def _measure(methods: list[Method], x: np.ndarray, w: Workload, opts: Options):
             fn = meth.make()
             values = fn(x)
         except Exception as exc:  # noqa: BLE001 - a failing strategy is a finding, not a crash
-            res.error = f"{type(exc).__name__}: {engine._first_line(exc)}"
+            res.error = f"{type(exc).__name__}: {engine.first_line(exc)}"
             continue
         res.first_s = time.perf_counter() - t0
         state[meth.name] = (fn, values)

@@ -41,7 +41,7 @@ def main() -> None:
     from sensreport import engine
     from sensreport.spec import parse_size
 
-    engine._tf()
+    engine.tensorflow()
     import keras
 
     work = Path(tempfile.mkdtemp(prefix="sensreport-mem-"))
@@ -69,14 +69,16 @@ def main() -> None:
     # baseline: TensorFlow imported, the model loaded and called once, the points in memory
     keras.saving.load_model(work / "cnn.keras")(np.load(work / "points.npy")[:2])
     baseline = rss_peak()
-    from sensreport.runner import apply_checks, compute, write_outputs
+    from sensreport import checks
+    from sensreport.outputs import write_outputs
+    from sensreport.runner import compute
     from sensreport.spec import load_spec
 
     t0 = time.perf_counter()
     parsed = load_spec(spec)
     result = compute(parsed)
     computed = rss_peak()
-    apply_checks(result, parsed.checks, None)
+    checks.apply(result, parsed.checks, None)
     write_outputs(result, work / "out", "cdn")
     seconds = time.perf_counter() - t0
     peak = rss_peak()

@@ -30,7 +30,7 @@ def main() -> None:
     from sensreport import engine, runner
     from sensreport.spec import load_spec
 
-    engine._tf()
+    engine.tensorflow()
     import keras
     import ray
 

@@ -43,7 +43,7 @@ _LAZY = {
     "parse_spec": "spec",
     "run": "runner",
     "compute": "runner",
-    "write_outputs": "runner",
+    "write_outputs": "outputs",
     "Target": "engine",
     "as_target": "engine",
     "jacobian": "engine",

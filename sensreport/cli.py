@@ -15,7 +15,7 @@ import traceback
 
 import click
 
-from .errors import EXIT_CHECK_FAILED, EXIT_COMPUTE_FAILED, EXIT_INTERNAL, SensreportError
+from .errors import EXIT_INTERNAL, SensreportError
 from .spec import MEASURES
 
 
@@ -70,23 +70,25 @@ def run(spec: str, out: str | None, plotlyjs: str | None, baseline: str | None, 
         if not quiet:
             click.echo(f"sensreport: running {spec}", err=True)
         result = run_spec(parsed, out, plotlyjs=plotlyjs, command=["sensreport", *sys.argv[1:]],
-                          progress=not quiet, baseline=baseline)
+                          progress=not quiet, baseline=baseline, fail_on=fail_on)
     except Exception as exc:  # noqa: BLE001 - mapped to a message and an exit code
         _fail(exc, debug)
         return
     elapsed = time.perf_counter() - started
-    methods = ", ".join(f"{k} {m.status}" for k, m in result.methods.items())
-    counts = {s: sum(c["status"] == s for c in result.checks) for s in ("pass", "warn", "fail", "error")}
-    checks = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "none"
-    click.echo(f"sensreport: {result.status}: {methods}; checks: {checks}; wrote {result.out_dir}/report.html "
-               f"in {elapsed:.1f} s")
+    click.echo(summary_line(result, elapsed))
     for c in result.checks:
-        if c["status"] != "pass" and not (quiet and c["status"] == "warn"):
-            click.echo(f"  {c['status'].upper()} {c['id']}: {c['message']}", err=True)
-    if any(m.status != "ok" for m in result.methods.values()):
-        sys.exit(EXIT_COMPUTE_FAILED)
-    if counts["fail"] or (fail_on == "warn" and counts["warn"]):
-        sys.exit(EXIT_CHECK_FAILED)
+        if c.status not in ("pass", "info") and not (quiet and c.status == "warn"):
+            click.echo(f"  {c.status.upper()} {c.id}: {c.message}", err=True)
+    sys.exit(result.verdict.exit_code)
+
+
+def summary_line(result, elapsed: float) -> str:
+    """The CLI's one-line summary: the verdict the exit code follows, methods and checks."""
+    methods = ", ".join(f"{k} {m.status}" for k, m in result.methods.items())
+    counts = {s: sum(c.status == s for c in result.checks) for s in ("fail", "error", "warn", "info", "pass")}
+    checks = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "none"
+    return (f"sensreport: {result.verdict.headline} (exit {result.verdict.exit_code}); {methods}; checks: {checks}; "
+            f"wrote {result.out_dir}/report.html in {elapsed:.1f} s")
 
 
 @main.command()
@@ -115,7 +117,7 @@ def validate(spec: str, debug: bool) -> None:
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 def history(folder: str, out: str | None, measure: str, plotlyjs: str, debug: bool) -> None:
     """Build an index page over every run found below FOLDER."""
-    from .history import find_runs, write_history
+    from .report.history import find_runs, write_history
 
     try:
         path = write_history(folder, out, measure, plotlyjs)
@@ -135,7 +137,7 @@ def history(folder: str, out: str | None, measure: str, plotlyjs: str, debug: bo
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 def compare(a: str, b: str, out: str, measure: str, plotlyjs: str, debug: bool) -> None:
     """Compare run A (before) with run B (after): each a run folder or its results.json."""
-    from .history import write_comparison
+    from .report.history import write_comparison
 
     try:
         path = write_comparison(a, b, out, measure, plotlyjs)

@@ -3,49 +3,57 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .engine.methods import MethodRun
+
 RESULTS_SCHEMA_VERSION = 1
+#: Check statuses, worst first: the order the report and the CLI list them in.
+CHECK_STATUSES = ("fail", "error", "warn", "info", "pass")
 #: Names per ranking list in results.json.
 RANKING_TOP = 100
 
 
 @dataclass
 class MethodResult:
-    """One requested method: its derivative array or the reason it failed."""
+    """One requested method: how it ran (``run``) and its arrays, or why it failed."""
 
-    name: str  # jacobian | rows | finite_difference
-    status: str  # ok | failed
-    reason: str | None = None
-    values: np.ndarray | None = None  # [P, k, n]
+    run: MethodRun
     outputs: list[int] = field(default_factory=list)  # output index of each of the k rows
-    strategy: str | None = None
-    dtype: str | None = None
-    seconds: float | None = None
-    first_call_seconds: float | None = None
-    calls: int | None = None
-    chunk_points: int | None = None
-    notes: list[str] = field(default_factory=list)
+    values: np.ndarray | None = None  # [P, k, n], when kept in memory (or memory-mapped from disk)
     step: np.ndarray | None = None  # finite differences: the step of every point and input, [P, n]
     path: Path | None = None  # the .npy file holding ``values`` with execution.arrays: disk
     preview: np.ndarray | None = None  # the first points' values, kept whatever the storage
 
+    @property
+    def name(self) -> str:
+        return self.run.method
+
+    @property
+    def status(self) -> str:
+        return self.run.status
+
+    @property
+    def reason(self) -> str | None:
+        return self.run.reason
+
     def to_dict(self) -> dict[str, Any]:
+        r = self.run
         d = {
-            "status": self.status,
-            "reason": self.reason,
+            "status": r.status,
+            "reason": r.reason,
             "outputs": self.outputs,
-            "strategy": self.strategy,
-            "dtype": self.dtype,
-            "seconds": self.seconds,
-            "first_call_seconds": self.first_call_seconds,
-            "model_calls": self.calls,
-            "points_per_call": self.chunk_points,
-            "notes": self.notes,
+            "strategy": r.strategy,
+            "dtype": r.dtype,
+            "seconds": r.seconds if r.status == "ok" else None,
+            "first_call_seconds": r.first_call_seconds,
+            "model_calls": r.calls,
+            "points_per_call": r.chunk_points,
+            "notes": r.notes,
         }
         if self.step is not None:
             d["step"] = {"min": float(self.step.min()), "max": float(self.step.max()),
@@ -53,6 +61,111 @@ class MethodResult:
         d["array"] = ("arrays.npz" if self.values is not None and self.path is None
                       else self.path.name if self.path is not None else None)
         return d
+
+
+@dataclass
+class Agreement:
+    """FD-vs-AD agreement as the analysis stage measured it (the checks stage judges it)."""
+
+    summary: dict[str, Any]  # see AgreementAccumulator.summary; worst entries name outputs by model index
+    outputs: list[int]  # output index of each row compared
+    compared: str  # the automatic method compared with finite differences
+    dtype: str  # the automatic derivatives' dtype
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.summary, "compared": self.compared, "dtype": self.dtype}
+
+
+@dataclass
+class PointStats:
+    """Statistics over the per-point derivatives (the analysis stage computes them once).
+
+    ``spread[m]`` holds the 25th/50th/75th percentiles of measure ``m``'s per-point
+    values ``[3, k, n]`` and ``spread_overall[m]`` the same for the overall shares
+    ``[3, n]``; ``stability`` each output's rank agreement with the aggregate ranking
+    (``median_spearman`` and ``mean_overlap`` ``[k]``, with ``top_k``); ``positive`` /
+    ``negative`` the shares of points with a positive / negative derivative ``[k, n]``;
+    ``signed_mean`` the mean derivative ``[k, n]``. ``sampled`` says how many points the
+    spread and stability used (all, or evenly spaced ones under a memory budget).
+    """
+
+    spread: dict[str, np.ndarray] = field(default_factory=dict)
+    spread_overall: dict[str, np.ndarray] = field(default_factory=dict)
+    stability: dict[str, np.ndarray] | None = None
+    top_k: int | None = None
+    positive: np.ndarray | None = None
+    negative: np.ndarray | None = None
+    signed_mean: np.ndarray | None = None
+    sampled: int | None = None
+
+
+@dataclass
+class CheckResult:
+    """One check's finding, decided once by :mod:`sensreport.checks`.
+
+    ``status``: ``pass``; ``info``, ``warn`` or ``fail`` when its condition is not met
+    (by its ``severity``); ``error`` when it could not be evaluated (a method it needs
+    failed, a baseline is missing). ``key`` is the spec key that configures it.
+    """
+
+    id: str
+    status: str  # pass | info | warn | fail | error
+    value: Any
+    threshold: Any
+    severity: str  # fail | warn | info
+    message: str
+    key: str = ""
+    title: str = ""
+    items: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The run's one verdict: what the report's banner, the CLI and the exit code show.
+
+    ``status``: ``passed``, ``passed_with_warnings``, ``failed`` (a check failed) or
+    ``incomplete`` (a requested method failed). ``exit_codes`` is the exit code under
+    each ``--fail-on`` value; ``fail_on`` the one this run was asked for.
+    """
+
+    status: str
+    failing: tuple[str, ...]
+    warning: tuple[str, ...]
+    errors: tuple[str, ...]
+    failed_methods: tuple[str, ...]
+    exit_codes: dict[str, int]
+    fail_on: str = "fail"
+
+    @property
+    def exit_code(self) -> int:
+        return self.exit_codes[self.fail_on]
+
+    @property
+    def headline(self) -> str:
+        """One line for the banner and the CLI: the verdict and what decided it."""
+        if self.status == "incomplete":
+            return f"Incomplete: {', '.join(self.failed_methods)} failed"
+        if self.status == "failed":
+            return f"Check failed: {', '.join(self.failing)}"
+        if self.status == "passed_with_warnings":
+            return f"Checks passed with warnings: {', '.join(self.warning)}"
+        return "Checks passed"
+
+    @property
+    def tone(self) -> str:
+        """How the banner looks under this run's ``fail_on``: ``fail``, ``warn`` or ``pass``."""
+        if self.exit_code != 0:
+            return "fail"
+        return "warn" if self.warning else "pass"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "headline": self.headline, "failing": list(self.failing),
+                "warning": list(self.warning), "errors": list(self.errors),
+                "failed_methods": list(self.failed_methods), "exit_codes": dict(self.exit_codes),
+                "fail_on": self.fail_on, "exit_code": self.exit_code}
 
 
 @dataclass
@@ -74,7 +187,7 @@ class RunResult:
     measures: dict[str, np.ndarray]  # name -> [k, n]
     overall: dict[str, np.ndarray]  # name -> [n]
     shown_measures: list[str]
-    agreement: dict[str, Any] | None
+    agreement: Agreement | None
     nonfinite: dict[str, dict]
     dead_inputs: list[int]
     warnings: list[str]
@@ -82,7 +195,11 @@ class RunResult:
     memory: dict[str, Any]
     provenance: dict[str, Any]
     spec_text: str = ""
-    checks: list[dict[str, Any]] = field(default_factory=list)  # see sensreport.checks
+    checks: list[CheckResult] = field(default_factory=list)  # decided by sensreport.checks
+    verdict: Verdict | None = None  # decided by sensreport.checks
+    point_stats: PointStats | None = None  # from the per-point derivatives, when kept
+    #: the measure every view ranks by: the spec's first shown measure that has values
+    leading_measure: str | None = None
     baseline: dict[str, Any] | None = None  # comparison with a previous run, if any
     #: how the run went, for information (engine choices and fallbacks, array storage);
     #: ``warnings`` are what may make the numbers differ from the truth
@@ -98,10 +215,8 @@ class RunResult:
 
     @property
     def check_status(self) -> str:
-        """The worst check status: ``fail``, ``error``, ``warn`` or ``pass``."""
-        from .checks import STATUSES
-
-        return next((s for s in STATUSES if any(c["status"] == s for c in self.checks)), "pass")
+        """The worst check status: ``fail``, ``error``, ``warn``, ``info`` or ``pass``."""
+        return next((s for s in CHECK_STATUSES if any(c.status == s for c in self.checks)), "pass")
 
     def problems(self) -> list[str]:
         """One sentence per failed method or non-finite array, for the CLI's summary."""
@@ -114,7 +229,7 @@ class RunResult:
 
         At most ``top`` names per list (the full order follows from the measures).
         """
-        from .measures import ranking
+        from .analysis.stats import ranking
 
         out: dict[str, dict[str, Any]] = {}
         for name, values in self.measures.items():
@@ -139,16 +254,18 @@ class RunResult:
             "status": self.status,
             "check_status": self.check_status,
             "problems": self.problems(),
-            "checks": self.checks,
+            "verdict": self.verdict.to_dict() if self.verdict else None,
+            "checks": [c.to_dict() for c in self.checks],
             "title": self.title,
             "model": self.model,
             "inputs": {"names": self.input_names, "shape": self.input_shape},
             "outputs": {"names": self.output_names, "shape": self.output_shape},
             "points": int(len(self.points)),
             "methods": {name: m.to_dict() for name, m in self.methods.items()},
-            "measures": {"source": self.measure_source, "shown": self.shown_measures, "values": measures},
+            "measures": {"source": self.measure_source, "shown": self.shown_measures, "leading": self.leading_measure,
+                         "values": measures},
             "rankings": self.rankings(),
-            "agreement": self.agreement["summary"] if self.agreement else None,
+            "agreement": self.agreement.to_dict() if self.agreement else None,
             "nonfinite": self.nonfinite,
             "dead_inputs": [self.input_names[j] for j in self.dead_inputs],
             "baseline": self.baseline,

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import EXAMPLES, ROOT
-from sensreport import checks
+from sensreport.analysis import stats
+from sensreport.analysis.baseline import MeasureTable, compare
 
 TABULAR = (EXAMPLES / "tabular").resolve()
 
@@ -26,7 +27,7 @@ def doc(values: dict[str, dict[str, float]], sha="a") -> dict:
 def test_compare_relative_change_ranks_and_top_k():
     old = doc({"y": {"a": 4.0, "b": 2.0, "c": 1.0, "d": 0.0}})
     new = doc({"y": {"a": 1.0, "b": 2.0, "c": 3.0, "d": 0.002}}, sha="b")
-    c = checks.compare(new, old, "mean_abs", top_k=2)
+    c = compare(MeasureTable.from_doc(new, "mean_abs"), old, top_k=2)
     row = c["per_output"]["y"]
     by_input = {r["input"]: r for r in row["inputs"]}
     assert by_input["a"] == {"input": "a", "old": 4.0, "new": 1.0, "rel_change": 0.75, "old_rank": 1, "new_rank": 3}
@@ -35,18 +36,23 @@ def test_compare_relative_change_ranks_and_top_k():
     assert by_input["d"]["rel_change"] == pytest.approx(0.002 / 0.004)
     assert row["max_rel_change"] == 2.0
     assert row["top_k_changes"] == 1  # c entered the top 2, a left it
-    assert row["rank_correlation"] == pytest.approx(checks.spearman(np.array([1, 2, 3, 0.002]), np.array([4, 2, 1, 0])))
+    assert row["rank_correlation"] == pytest.approx(stats.spearman(np.array([1, 2, 3, 0.002]), np.array([4, 2, 1, 0])))
     assert c["model_changed"] is True
     assert [r["input"] for r in row["inputs"]] == ["c", "b", "a", "d"]  # ordered by the new ranking
 
 
 def test_compare_refuses_different_inputs():
-    assert "different inputs" in checks.compare(doc({"y": {"a": 1.0}}), doc({"y": {"b": 1.0}}), "mean_abs")["error"]
+    new = MeasureTable.from_doc(doc({"y": {"a": 1.0}}), "mean_abs")
+    assert "different inputs" in compare(new, doc({"y": {"b": 1.0}}))["error"]
 
 
-def test_spearman():
-    assert checks.spearman(np.array([1.0, 2, 3]), np.array([10.0, 20, 30])) == pytest.approx(1.0)
-    assert checks.spearman(np.array([1.0, 2, 3]), np.array([3.0, 2, 1])) == pytest.approx(-1.0)
+def test_spearman_one_implementation_with_average_ranks_for_ties():
+    assert stats.spearman(np.array([1.0, 2, 3]), np.array([10.0, 20, 30])) == pytest.approx(1.0)
+    assert stats.spearman(np.array([1.0, 2, 3]), np.array([3.0, 2, 1])) == pytest.approx(-1.0)
+    # ties get their average rank (the two implementations this replaced said 0.949 and 1.0 here)
+    rho = float(np.corrcoef([1.5, 1.5, 3, 0], [2, 1, 3, 0])[0, 1])
+    assert stats.spearman(np.array([1.0, 1, 2, 0]), np.array([2.0, 1, 3, 0])) == pytest.approx(rho)
+    assert rho == pytest.approx(0.9487, abs=1e-4)
 
 
 SPEC = f"""\

@@ -192,8 +192,10 @@ def test_nonfinite_derivatives_fail_their_check_with_location(cli, write_spec, f
     assert results["nonfinite"]["jacobian"] == {"count": 2, "nan": 1, "inf": 1, "locations": [[0, 0, 0], [0, 0, 1]]}
     assert arrays["jacobian"][0, 1, 1] == pytest.approx(0.25)
     check = next(c for c in results["checks"] if c["id"] == "nonfinite")
-    assert check == {"id": "nonfinite", "status": "fail", "value": 2, "threshold": 0, "severity": "fail",
-                     "message": "NaN/Inf values: 2 in jacobian (first at [[0, 0, 0]])"}
+    assert {k: check[k] for k in ("id", "status", "value", "threshold", "severity", "message", "key")} == {
+        "id": "nonfinite", "status": "fail", "value": 2, "threshold": 0, "severity": "fail",
+        "message": "NaN/Inf values: 2 in jacobian (first at [[0, 0, 0]])", "key": "checks.nonfinite"}
+    assert results["verdict"]["status"] == "failed" and results["verdict"]["failing"] == ["nonfinite"]
 
     warn = write_spec(text + "checks: {nonfinite: {severity: warn}}\n", name="warn.yaml")
     assert cli("run", warn, "--out", tmp_path / "w").exit_code == 0

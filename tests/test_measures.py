@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sensreport import measures as M
+from sensreport.analysis import agreement as A
+from sensreport.analysis import stats
+from sensreport.analysis import measures as M
 
 # 3 points, 2 outputs, 2 inputs
 J = np.array([
@@ -62,13 +64,13 @@ def test_overall_gives_each_output_equal_weight():
 
 
 def test_ranking_orders_desc_nan_last_stable():
-    assert M.ranking(np.array([0.1, np.nan, 0.5, 0.1])) == [2, 0, 3, 1]
+    assert stats.ranking(np.array([0.1, np.nan, 0.5, 0.1])) == [2, 0, 3, 1]
 
 
 def test_agreement_summary():
     ad = np.ones((1, 1, 3))
     fd = np.array([[[1.0, 1.001, 1.1]]])
-    a = M.agreement(ad, fd, rtol=2e-3)
+    a = A.agreement(ad, fd, rtol=2e-3)
     s = a["summary"]
     assert s["entries"] == 3
     assert s["max_rel_error"] == pytest.approx(0.1)
@@ -80,7 +82,7 @@ def test_agreement_floor_for_tiny_entries():
     ad = np.array([[[1.0, 1e-9]]])
     fd = np.array([[[1.0, 2e-9]]])
     # the tiny entry is judged against 1e-3 of the output's largest derivative
-    assert M.agreement(ad, fd, rtol=1e-5)["summary"]["max_rel_error"] == pytest.approx(1e-9 / 1e-3)
+    assert A.agreement(ad, fd, rtol=1e-5)["summary"]["max_rel_error"] == pytest.approx(1e-9 / 1e-3)
 
 
 def test_dead_inputs():
@@ -90,8 +92,8 @@ def test_dead_inputs():
 
 
 def test_tolerance_by_dtype():
-    assert M.tolerance("float32") == 2e-3
-    assert M.tolerance("float64") == 1e-5
+    assert A.tolerance("float32") == 2e-3
+    assert A.tolerance("float64") == 1e-5
 
 
 def test_chunked_and_merged_accumulators_equal_the_whole():
@@ -114,8 +116,8 @@ def test_chunked_and_merged_accumulators_equal_the_whole():
         np.testing.assert_allclose(values, whole[name], rtol=1e-12, err_msg=name)
     ad = jac
     fd = jac + rng.normal(scale=1e-4, size=jac.shape)
-    full = M.agreement(ad, fd, 1e-3)["summary"]
-    chunks = [M.AgreementAccumulator(1e-3) for _ in range(4)]
+    full = A.agreement(ad, fd, 1e-3)["summary"]
+    chunks = [A.AgreementAccumulator(1e-3) for _ in range(4)]
     for c, s in zip(chunks, range(0, 50, 13)):
         c.update(ad[s:s + 13], fd[s:s + 13], offset=s)
     for c in chunks[1:]:
@@ -131,6 +133,6 @@ def test_median_from_histogram_is_within_a_quarter_percent():
     rng = np.random.default_rng(6)
     ad = np.ones((200, 1, 5))
     fd = ad + 10 ** rng.uniform(-9, -2, size=ad.shape)
-    s = M.agreement(ad, fd, 1e-3)
+    s = A.agreement(ad, fd, 1e-3)
     exact = np.median(s["rel_error"])
     assert s["summary"]["median_rel_error"] == pytest.approx(exact, rel=2.5e-3)

@@ -75,7 +75,7 @@ def test_float64_ray_run_is_identical_to_local(cluster, tmp_path):
     np.testing.assert_array_equal(remote.methods["jacobian"].values, local.methods["jacobian"].values)
     for measure, values in local.measures.items():
         np.testing.assert_array_equal(remote.measures[measure], values)
-    assert remote.agreement["summary"] == local.agreement["summary"]
+    assert remote.agreement.summary == local.agreement.summary
 
 
 def test_killed_worker_has_its_chunks_retried(cluster, tmp_path):

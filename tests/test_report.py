@@ -16,12 +16,20 @@ import time
 import numpy as np
 import pytest
 
-from sensreport import measures as M
-from sensreport import summaries as S
-from sensreport.report import _json, build_report, format_number, render_report
-from sensreport.results import MethodResult, RunResult
+from sensreport.analysis import agreement as A
+from sensreport.analysis import stats
+from sensreport.analysis import measures as M
+from sensreport.analysis import summaries as S
+from sensreport import checks as C
+from sensreport.analysis.pointstats import leading_measure, point_stats, rankable_measures
+from sensreport.engine import MethodRun
+from sensreport.report import build_report, format_number, render_report
+from sensreport.report import to_json as _json
+from sensreport.results import Agreement, CheckResult, MethodResult, RunResult
+from sensreport.spec import default_checks
 
 MEASURES = ["std_scaled", "mean_abs", "rms", "elasticity", "positive_share"]
+ROOT_DIR = __import__("pathlib").Path(__file__).resolve().parent
 
 
 def make_result(P=30, m=3, n=20, seed=0, input_shape=None, fd=True, rows=(0,), names_in=None, names_out=None,
@@ -40,21 +48,20 @@ def make_result(P=30, m=3, n=20, seed=0, input_shape=None, fd=True, rows=(0,), n
     names_out = names_out or [f"y{i}" for i in range(m)]
     methods = {}
     if jacobian:
-        methods["jacobian"] = MethodResult("jacobian", "ok", values=J, outputs=list(range(m)), strategy="reverse",
-                                           dtype="float64", seconds=0.5, first_call_seconds=0.4, calls=1)
+        methods["jacobian"] = MethodResult(MethodRun("jacobian", strategy="reverse", dtype="float64", seconds=0.5,
+                                                     first_call_seconds=0.4, calls=1), values=J, outputs=list(range(m)))
     if rows:
-        methods["rows"] = MethodResult("rows", "ok", values=J[:, list(rows)], outputs=list(rows), strategy="reverse",
-                                       dtype="float64", seconds=0.1, calls=1)
+        methods["rows"] = MethodResult(MethodRun("rows", strategy="reverse", dtype="float64", seconds=0.1, calls=1),
+                                       values=J[:, list(rows)], outputs=list(rows))
     agreement = None
     if fd:
         F = J + rng.normal(size=J.shape) * 1e-9
         methods["finite_difference"] = MethodResult(
-            "finite_difference", "ok", values=F, outputs=list(range(m)), strategy="central, batched", dtype="float64",
-            seconds=0.2, calls=1, step=np.full((P, n), 6e-6))
+            MethodRun("finite_difference", strategy="central, batched", dtype="float64", seconds=0.2, calls=1),
+            values=F, outputs=list(range(m)), step=np.full((P, n), 6e-6))
         if jacobian:
-            a = M.agreement(J, F, M.tolerance("float64"))
-            a["summary"].update(compared="jacobian", dtype="float64")
-            agreement = {"summary": a["summary"], "outputs": list(range(m))}
+            a = A.agreement(J, F, A.tolerance("float64"))
+            agreement = Agreement(a["summary"], list(range(m)), "jacobian", "float64")
     source = "jacobian" if jacobian else "finite_difference" if fd else "rows"
     src = methods[source]
     values = M.sensitivity_measures(src.values, x, y[:, src.outputs])
@@ -75,7 +82,18 @@ def make_result(P=30, m=3, n=20, seed=0, input_shape=None, fd=True, rows=(0,), n
     for f in dataclasses.fields(RunResult):
         if f.name not in kw and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             kw[f.name] = {}
-    return RunResult(**kw)
+    return finish(RunResult(**kw))
+
+
+def finish(r: RunResult, checks: dict | None = None) -> RunResult:
+    """What the runner does after the sweep: point statistics, the leading measure, the checks."""
+    r.leading_measure = leading_measure(r.shown_measures, r.measures, r.overall)
+    src = r.methods.get(r.measure_source)
+    if src is not None:
+        r.point_stats = point_stats(src.values, r.points, np.asarray(r.outputs)[:, src.outputs], r.measures,
+                                    rankable_measures(r.shown_measures, r.measures, r.overall), r.leading_measure)
+    C.apply(r, default_checks(checks, ROOT_DIR), None)
+    return r
 
 
 def payload(html: str) -> dict:
@@ -100,11 +118,12 @@ def test_sections_summary_and_checks():
     assert set(figs) == {"ranking", "heat-aggregate", "heat-point", "heat-rows", "fd-scatter", "fd-error"}
     # one sentence per output naming its top input by the leading measure (std-scaled)
     for row, s in enumerate(rep["summary"]["sentences"]):
-        top = M.ranking(r.measures["std_scaled"][row])[0]
+        top = stats.ranking(r.measures["std_scaled"][row])[0]
         assert s["output"] == f"y{row}"
         assert s["text"].startswith(f"reacts most to {r.input_names[top]} (")
     order = [c["status"] for c in rep["checks"]]
-    assert order == sorted(order, key=["fail", "error", "warn", "pass", "na"].index)
+    assert order == sorted(order, key=["fail", "error", "warn", "info", "pass"].index)
+    assert rep["verdict"]["headline"] == "Checks passed" and rep["verdict"]["exit_code"] == 0
     assert any(c["title"] == "Finite differences agree with automatic derivatives" for c in rep["checks"])
     assert rep["created"] == "02 Jan 2026, 03:04 UTC"
     assert rep["provenance"]["command"] == "sensreport run synthetic.yaml"
@@ -112,26 +131,29 @@ def test_sections_summary_and_checks():
 
 def test_failures_come_first_with_their_reason():
     r = make_result()
-    r.methods["rows"] = MethodResult("rows", "failed", "TensorFlow found PyFunc ops", outputs=[0])
+    r.methods["rows"] = MethodResult(MethodRun("rows", status="failed", reason="TensorFlow found PyFunc ops"),
+                                     outputs=[0])
     r.nonfinite["jacobian"] = {"count": 2, "nan": 1, "inf": 1, "locations": [[0, 1, 2], [3, 0, 0]]}
-    checks = build_report(r)["checks"]
-    assert [c["status"] for c in checks[:2]] == ["fail", "fail"]
+    rep = build_report(finish(r))
+    checks = rep["checks"]
+    assert [c["status"] for c in checks[:2]] == ["fail", "error"]
     titles = {c["title"]: c for c in checks[:2]}
-    assert titles["Selected rows (gradients of chosen outputs) failed"]["text"] == "TensorFlow found PyFunc ops"
-    assert "first at point #0, y1 / x2, point #3, y0 / x0" in titles["Non-finite values"]["items"][0]
+    assert titles["Selected rows (gradients of chosen outputs) failed"]["text"] == "Rows failed: TensorFlow found PyFunc ops."
+    assert "first at point #0, y1 / x2, point #3, y0 / x0" in titles["Non-finite values (left out of every measure)"]["items"][0]
+    assert rep["verdict"]["headline"] == "Incomplete: rows failed" and rep["verdict"]["exit_code"] == 3
 
 
-def _with_jacobian(r, J):
+def _with_jacobian(r, J, checks=None):
     r.points = np.tile(np.linspace(-1.0, 1.0, len(J))[:, None], (1, J.shape[2]))  # every input spreads alike
-    r.methods = {"jacobian": MethodResult("jacobian", "ok", values=J, outputs=list(range(J.shape[1])))}
+    r.methods = {"jacobian": MethodResult(MethodRun("jacobian"), values=J, outputs=list(range(J.shape[1])))}
     r.measures = M.sensitivity_measures(J, r.points, r.outputs)
     r.overall = {k: M.overall(v, k) for k, v in r.measures.items()}
     r.dead_inputs = M.dead_inputs(J)
     r.agreement = None
-    return r
+    return finish(r, checks)
 
 
-def test_dead_inputs_unstable_rankings_and_sign_changes_are_warnings():
+def test_dead_inputs_warn_unstable_rankings_and_sign_changes_inform():
     rng = np.random.default_rng(1)
     J = (9.0 - np.arange(9)) * (1 + 0.1 * rng.uniform(size=(40, 2, 9)))  # positive, one clear order
     calm = {c["title"]: c["status"] for c in build_report(_with_jacobian(make_result(P=40, m=2, n=9), J))["checks"]}
@@ -143,40 +165,49 @@ def test_dead_inputs_unstable_rankings_and_sign_changes_are_warnings():
     checks = {c["title"]: c for c in build_report(_with_jacobian(make_result(P=40, m=2, n=9), J))["checks"]}
     assert checks["1 dead input"]["status"] == "warn" and "with respect to x8 is exactly zero" in checks["1 dead input"]["text"]
     direction = checks["Direction changes across points (1 case)"]
-    assert direction["status"] == "warn"
+    assert direction["status"] == "info"  # a finding, not a failure, unless the spec raises its severity
     assert direction["items"] == ["y0 rises with x0 at 50% of points and falls at 50%"]
     unstable = checks["Ranking changes across points for 1 output"]
+    assert unstable["status"] == "info"
     assert len(unstable["items"]) == 1 and unstable["items"][0].startswith("y1: median Spearman ")
+    # a spec that raises their severity makes them warnings: the verdict follows
+    raised = _with_jacobian(make_result(P=40, m=2, n=9), J, {"ranking_stability": {"severity": "warn"},
+                                                             "direction_changes": {"severity": "fail"}})
+    statuses = {c.id: c.status for c in raised.checks}
+    assert statuses["ranking_stability"] == "warn" and statuses["direction_changes"] == "fail"
+    assert raised.verdict.status == "failed" and raised.verdict.failing == ("direction_changes",)
 
 
-def test_run_warnings_warn_and_engine_notes_inform():
+def test_run_warnings_inform_and_engine_notes_are_listed():
     r = make_result()
     r.warnings = ["The model contains Round ops, whose derivative TensorFlow defines as zero."]
     r.notes = ["The model computes in float32 even when given float64 inputs, so finite differences were evaluated "
                "in float32."]
-    checks = build_report(r)["checks"]
-    rows = {c["title"]: c for c in checks}
-    assert rows["Warning from the run"]["status"] == "warn" and "Round" in rows["Warning from the run"]["text"]
-    assert rows["Note from the run"]["status"] == "info" and "float32" in rows["Note from the run"]["text"]
-    statuses = [c["status"] for c in checks]
-    assert statuses.index("info") > max(i for i, s in enumerate(statuses) if s in ("warn", "pass"))
+    rep = build_report(finish(r))
+    rows = {c["id"]: c for c in rep["checks"]}
+    assert rows["warnings"]["status"] == "info" and "Round" in rows["warnings"]["items"][0]
+    assert rep["notes"] == r.notes
+    assert rep["verdict"]["status"] == "passed"  # info never changes the verdict
     html = render_report(r)
-    assert "ℹ INFO" in html and 'class="badge check-info"' in html
+    assert "ℹ INFO" in html and 'class="badge check-info"' in html and "Notes from the run" in html
 
 
-def test_configured_checks_set_the_status_and_add_rows():
+def test_the_report_shows_the_checks_as_decided():
     r = make_result()
     r.checks = [
-        {"id": "fd_vs_ad", "status": "fail", "value": 0.5, "threshold": {"min_share": 0.99}, "severity": "fail",
-         "message": "50% agree"},
-        {"id": "baseline.drift", "status": "warn", "value": 0.3, "threshold": 0.1, "severity": "warn",
-         "message": "largest relative change of mean_abs: 0.3"},
+        CheckResult("fd_vs_ad", "fail", 0.5, {"min_share": 0.99}, "fail", "50% agree", key="checks.fd_vs_ad",
+                    title="Finite differences vs automatic derivatives"),
+        CheckResult("baseline.drift", "warn", 0.3, 0.1, "warn", "largest relative change of mean_abs: 0.3",
+                    key="checks.baseline", title="Drift against the baseline run"),
     ]
-    checks = build_report(r)["checks"]
-    assert checks[0]["status"] == "fail" and checks[0]["key"] == "fd_vs_ad"
-    assert checks[0]["items"][0] == "Spec check fd_vs_ad: 50% agree (threshold min_share 0.99, severity fail)"
-    drift = next(c for c in checks if c["key"] == "baseline.drift")
-    assert drift["status"] == "warn" and drift["title"] == "Drift against the baseline run"
+    r.verdict = C.decide(r, r.checks)
+    rep = build_report(r)
+    checks = rep["checks"]
+    assert [c["id"] for c in checks] == ["fd_vs_ad", "baseline.drift"]  # nothing added, nothing re-decided
+    assert checks[0]["status"] == "fail" and checks[0]["text"] == "50% agree."
+    assert checks[0]["threshold"] == "fd_vs_ad: threshold min_share 0.99, severity fail (spec key checks.fd_vs_ad)"
+    assert checks[1]["status"] == "warn" and checks[1]["title"] == "Drift against the baseline run"
+    assert rep["verdict"]["headline"] == "Check failed: fd_vs_ad" and rep["verdict"]["tone"] == "fail"
 
 
 def test_baseline_comparison_is_shown():
@@ -202,7 +233,7 @@ def test_csv_holds_the_exact_measures_ranks_and_spread():
     rows = csv_rows(rep)
     assert len(rows) == (r.measures["mean_abs"].shape[0] + 1) * 20  # overall + each output, every input
     local = S.local_values("mean_abs", r.methods["jacobian"].values, r.points, r.outputs)
-    q = S.quantiles(local, axis=0)
+    q = stats.quantiles(local, axis=0)
     for row in rows:
         j = r.input_names.index(row["input"])
         if row["scope"] == "overall":
@@ -213,12 +244,12 @@ def test_csv_holds_the_exact_measures_ranks_and_spread():
         i = r.output_names.index(row["output"])
         for m in MEASURES:
             assert float(row[m]) == r.measures[m][i, j]  # exact: the CSV writes repr(), as results.json
-        assert int(row["rank_mean_abs"]) == S.rank_positions(r.measures["mean_abs"][i])[j]
+        assert int(row["rank_mean_abs"]) == stats.rank_positions(r.measures["mean_abs"][i])[j]
         assert float(row["mean_abs_p25"]) == float(f"{q[0, i, j]:.6g}")
         assert float(row["mean_abs_p75"]) == float(f"{q[2, i, j]:.6g}")
     # rows of one view come in ranking order of the leading measure
     y1 = [row["input"] for row in rows if row["output"] == "y1"]
-    assert y1 == [r.input_names[j] for j in M.ranking(r.measures["std_scaled"][1])]
+    assert y1 == [r.input_names[j] for j in stats.ranking(r.measures["std_scaled"][1])]
 
 
 def test_ranking_chart_top_15_plus_all_others():
@@ -227,12 +258,12 @@ def test_ranking_chart_top_15_plus_all_others():
     assert set(fig["variants"]) == {f"{m}|{v}" for m in ["std_scaled", "mean_abs", "rms", "elasticity"]
                                     for v in ["overall", "o0", "o1", "o2"]}
     bars = fig["variants"]["mean_abs|o2"]["data"][0]
-    order = M.ranking(r.measures["mean_abs"][2])
+    order = stats.ranking(r.measures["mean_abs"][2])
     assert bars["y"][:15] == [r.input_names[j] for j in order[:15]]
     assert bars["y"][15] == "all other 25 inputs (sum)"
     assert bars["x"][15] == pytest.approx(np.sum(r.measures["mean_abs"][2][order[15:]]), rel=1e-5)
     iqr = fig["variants"]["mean_abs|o2"]["data"][1]
-    q = S.quantiles(np.abs(r.methods["jacobian"].values[:, 2]), axis=0)
+    q = stats.quantiles(np.abs(r.methods["jacobian"].values[:, 2]), axis=0)
     np.testing.assert_allclose(iqr["x"], q[1][order[:15]], rtol=1e-5)
     np.testing.assert_allclose(iqr["error_x"]["array"], (q[2] - q[1])[order[:15]], rtol=1e-5, atol=1e-12)
     # few inputs: every input gets a bar, no "other" bar
@@ -247,7 +278,7 @@ def test_heatmaps_hold_the_measures_and_per_point_derivatives():
     agg = figs["heat-aggregate"]
     t = agg["data"][0]
     np.testing.assert_allclose(t["z"], sig(r.measures["mean_abs"], 6))
-    assert t["customdata"] == S.rank_positions(r.measures["mean_abs"]).tolist()
+    assert t["customdata"] == stats.rank_positions(r.measures["mean_abs"]).tolist()
     assert t["x"] == r.input_names and t["y"] == r.output_names
     np.testing.assert_allclose(agg["variants"]["signed"]["data"][0]["z"],
                                sig(r.methods["jacobian"].values.mean(axis=0), 6))
@@ -276,16 +307,16 @@ def test_large_runs_stay_small_and_say_so():
 
 
 def test_spread_of_a_huge_run_uses_evenly_spaced_points(monkeypatch):
-    import sensreport.report as R
+    import sensreport.analysis.pointstats as PS
 
-    monkeypatch.setattr(R, "STATS_ENTRIES", 40 * 3 * 20)  # as if the run were too large: 40 of 400 points
+    monkeypatch.setattr(PS, "STATS_ENTRIES", 40 * 3 * 20)  # as if the run were too large: 40 of 400 points
     r = make_result(P=400)
     rep = build_report(r)
     assert "use 40 of the 400 points, evenly spaced" in " ".join(rep["rankings"]["notes"])
     idx = S.subsample_indices(400, 40)
     local = S.local_values("std_scaled", r.methods["jacobian"].values[idx], r.points[idx], r.outputs[idx],
                            spread=r.points.std(axis=0))
-    q = S.quantiles(local, axis=0)
+    q = stats.quantiles(local, axis=0)
     row = next(x for x in csv_rows(rep) if x["output"] == "y0" and x["input"] == "x3")
     assert float(row["std_scaled_p25"]) == float(f"{q[0, 0, 3]:.6g}")
     # the signed mean still covers every point
@@ -298,7 +329,7 @@ def test_column_budget_keeps_the_most_influential_inputs():
     rep = build_report(r)
     t = json.loads(rep["payload_json"])["figures"]["heat-aggregate"]["data"][0]
     assert len(t["x"]) == 800  # 40,000 cells / 50 outputs
-    top = set(M.ranking(r.overall["std_scaled"])[:800])
+    top = set(stats.ranking(r.overall["std_scaled"])[:800])
     assert t["x"] == [r.input_names[j] for j in sorted(top)]
     assert "Cell budget: the 800 most influential of 1,000 inputs" in " ".join(rep["heatmaps"]["notes"])
 
@@ -307,7 +338,7 @@ def test_column_budget_keeps_the_most_influential_inputs():
 def test_without_per_point_derivatives_the_aggregates_remain():
     r = make_result(fd=False, rows=())
     r.methods["jacobian"].values = None  # e.g. execution.arrays: none
-    rep = build_report(r)
+    rep = build_report(finish(r))
     figs = json.loads(rep["payload_json"])["figures"]
     assert set(figs) == {"ranking", "heat-aggregate"}
     assert rep["heatmaps"]["point"] is None and "were not kept" in rep["heatmaps"]["point_note"]
@@ -321,7 +352,7 @@ def test_a_preview_of_the_first_points_feeds_the_per_point_views():
     r = make_result(P=30, fd=False, rows=())
     J = r.methods["jacobian"].values
     r.methods["jacobian"].values, r.methods["jacobian"].preview = None, J[:5]
-    rep = build_report(r)
+    rep = build_report(finish(r))
     point = json.loads(rep["payload_json"])["figures"]["heat-point"]
     assert len(point["variants"]) == 5
     np.testing.assert_allclose(point["variants"]["4"]["data"][0]["z"], sig(J[4], 4))
@@ -331,12 +362,15 @@ def test_a_preview_of_the_first_points_feeds_the_per_point_views():
 
 def test_without_any_derivatives_the_failures_are_the_report():
     r = make_result(fd=False, rows=())
-    r.methods = {"jacobian": MethodResult("jacobian", "failed", "TensorFlow found PyFunc ops", outputs=[0, 1, 2])}
+    r.methods = {"jacobian": MethodResult(MethodRun("jacobian", status="failed", reason="TensorFlow found PyFunc ops"),
+                                          outputs=[0, 1, 2])}
     r.measure_source, r.measure_outputs, r.measures, r.overall, r.agreement = None, [], {}, {}, None
     r.nonfinite = {"outputs": M.nonfinite(r.outputs)}
-    rep = build_report(r)
+    r.point_stats = None
+    rep = build_report(finish(r))
     assert rep["rankings"] is None and rep["heatmaps"] is None
-    assert rep["checks"][0]["status"] == "fail" and "PyFunc" in rep["checks"][0]["text"]
+    assert rep["checks"][0]["status"] == "error" and "PyFunc" in rep["checks"][0]["text"]
+    assert rep["verdict"]["status"] == "incomplete"
     assert "No method produced derivatives" in render_report(r)
 
 
@@ -352,7 +386,7 @@ def test_one_point_has_no_spread_and_no_slider():
     r = make_result(P=1)
     rep = build_report(r)
     assert rep["heatmaps"]["point"] is None and rep["heatmaps"]["point_note"].startswith("One point only")
-    assert any(c["title"] == "Stability across points" and c["status"] == "na" for c in rep["checks"])
+    assert not any(c["id"] == "ranking_stability" for c in rep["checks"])  # nothing to compare at one point
 
 
 # --------------------------------------------------------------------------- images

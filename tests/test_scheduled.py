@@ -89,7 +89,7 @@ def test_scheduled_commands_run_night_after_night(cli, project):
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env["PYTHONPATH"]])
     first = subprocess.run(argv + sensreport_args(found["crontab"]), capture_output=True, text=True, env=env)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.startswith("sensreport: ok:") and first.stdout.count("\n") == 1  # --quiet: one line
+    assert first.stdout.startswith("sensreport: Checks passed (exit 0);") and first.stdout.count("\n") == 1  # --quiet: one line
     doc = json.loads((reports / "latest" / "results.json").read_text())
     assert next(c for c in doc["checks"] if c["id"] == "baseline")["status"] == "error"
     # the other schedulers' runs compare with the latest one: same model, no drift

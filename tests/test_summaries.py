@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sensreport import measures as M
-from sensreport import summaries as S
+from sensreport.analysis import stats
+from sensreport.analysis import measures as M
+from sensreport.analysis import summaries as S
 
 from test_measures import J, X, Y  # 3 points, 2 outputs, 2 inputs, computed by hand there
 
@@ -37,8 +38,8 @@ def test_nonfinite_derivatives_become_nan():
 
 
 def test_shares_and_overall_local():
-    np.testing.assert_allclose(S.shares(np.array([[3.0, 1.0], [0.0, 0.0]])), [[0.75, 0.25], [np.nan, np.nan]])
-    np.testing.assert_allclose(S.shares(np.array([1.0, np.nan, 3.0])), [0.25, np.nan, 0.75])
+    np.testing.assert_allclose(stats.shares(np.array([[3.0, 1.0], [0.0, 0.0]])), [[0.75, 0.25], [np.nan, np.nan]])
+    np.testing.assert_allclose(stats.shares(np.array([1.0, np.nan, 3.0])), [0.25, np.nan, 0.75])
     local = np.array([[[3.0, 1.0], [1.0, 1.0]],   # point 0: shares [.75 .25] and [.5 .5] -> [.625 .375]
                       [[0.0, 2.0], [0.0, 0.0]]])  # point 1: [0 1], second output all zero (left out) -> [0 1]
     np.testing.assert_allclose(S.overall_local(local), [[0.625, 0.375], [0.0, 1.0]])
@@ -50,40 +51,40 @@ def test_overall_local_matches_measures_overall_for_one_point():
 
 
 def test_quantiles_linear_interpolation_and_nan():
-    np.testing.assert_allclose(S.quantiles(np.array([1.0, 2.0, 3.0, 4.0])), [1.75, 2.5, 3.25])
-    q = S.quantiles(np.array([[1.0, np.nan], [2.0, np.nan], [3.0, 5.0]]))
+    np.testing.assert_allclose(stats.quantiles(np.array([1.0, 2.0, 3.0, 4.0])), [1.75, 2.5, 3.25])
+    q = stats.quantiles(np.array([[1.0, np.nan], [2.0, np.nan], [3.0, 5.0]]))
     np.testing.assert_allclose(q[:, 0], [1.5, 2.0, 2.5])
     np.testing.assert_allclose(q[:, 1], [5.0, 5.0, 5.0])
-    assert np.isnan(S.quantiles(np.array([[np.nan], [np.nan]]))).all()
+    assert np.isnan(stats.quantiles(np.array([[np.nan], [np.nan]]))).all()
 
 
 def test_rank_positions_inverse_of_ranking():
     v = np.array([0.1, np.nan, 0.5, 0.1])
-    assert S.rank_positions(v).tolist() == [2, 4, 1, 3]
-    order = M.ranking(v)
-    assert [int(S.rank_positions(v)[j]) for j in order] == [1, 2, 3, 4]
-    np.testing.assert_array_equal(S.rank_positions(np.array([[1.0, 3.0], [5.0, 4.0]]), axis=0), [[2, 2], [1, 1]])
+    assert stats.rank_positions(v).tolist() == [2, 4, 1, 3]
+    order = stats.ranking(v)
+    assert [int(stats.rank_positions(v)[j]) for j in order] == [1, 2, 3, 4]
+    np.testing.assert_array_equal(stats.rank_positions(np.array([[1.0, 3.0], [5.0, 4.0]]), axis=0), [[2, 2], [1, 1]])
 
 
 def test_average_ranks_ties():
-    assert S.average_ranks(np.array([3.0, 1.0, 3.0, 2.0])).tolist() == [3.5, 1.0, 3.5, 2.0]
-    assert S.average_ranks(np.array([[1.0, 1.0, 1.0], [np.nan, 2.0, 2.0]])).tolist() == [[2, 2, 2], [1, 2.5, 2.5]]
+    assert stats.average_ranks(np.array([3.0, 1.0, 3.0, 2.0])).tolist() == [3.5, 1.0, 3.5, 2.0]
+    assert stats.average_ranks(np.array([[1.0, 1.0, 1.0], [np.nan, 2.0, 2.0]])).tolist() == [[2, 2, 2], [1, 2.5, 2.5]]
 
 
 def test_spearman_by_hand():
     # no ties: 1 - 6 * sum(d^2) / (n (n^2 - 1)) = 1 - 6 * 2 / 60
-    assert S.spearman(np.array([1.0, 2, 3, 4]), np.array([1.0, 3, 2, 4])) == pytest.approx(0.8)
+    assert stats.spearman(np.array([1.0, 2, 3, 4]), np.array([1.0, 3, 2, 4])) == pytest.approx(0.8)
     # ties: Pearson of ranks [1.5, 1.5, 3] and [1, 2, 3] = 1.5 / sqrt(1.5 * 2)
-    assert S.spearman(np.array([1.0, 1, 2]), np.array([1.0, 2, 3])) == pytest.approx(1.5 / np.sqrt(3.0))
-    assert S.spearman(np.array([4.0, 3, 2]), np.array([1.0, 2, 3])) == pytest.approx(-1.0)
-    assert np.isnan(S.spearman(np.array([1.0, 1, 1]), np.array([1.0, 2, 3])))
+    assert stats.spearman(np.array([1.0, 1, 2]), np.array([1.0, 2, 3])) == pytest.approx(1.5 / np.sqrt(3.0))
+    assert stats.spearman(np.array([4.0, 3, 2]), np.array([1.0, 2, 3])) == pytest.approx(-1.0)
+    assert np.isnan(stats.spearman(np.array([1.0, 1, 1]), np.array([1.0, 2, 3])))
 
 
 def test_top_k_overlap():
     a = np.array([5.0, 4, 3, 2, 1])
-    assert S.top_k_overlap(a, np.array([1.0, 4, 3, 2, 5]), 2) == 0.5  # {0, 1} vs {4, 1}
-    assert S.top_k_overlap(a, a, 3) == 1.0
-    assert S.top_k_overlap(a, -a, 2) == 0.0
+    assert stats.top_k_overlap(a, np.array([1.0, 4, 3, 2, 5]), 2) == 0.5  # {0, 1} vs {4, 1}
+    assert stats.top_k_overlap(a, a, 3) == 1.0
+    assert stats.top_k_overlap(a, -a, 2) == 0.0
 
 
 def test_rank_stability_same_and_reversed_order():

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checks import compare, load_baseline
-from .errors import InputError
-from .measures import DEFINITIONS
-from .report import _pt
+from ..analysis.baseline import MeasureTable, compare, load_baseline
+from ..analysis.measures import DEFINITIONS
+from ..errors import InputError
+from ..outputs import atomic_write_text
+from .environment import environment, plotly_script
+from .format import plotly_text, to_json
 
 #: Inputs whose measure is drawn over time (the top ones of the newest run).
 TREND_INPUTS = 8
@@ -62,8 +64,10 @@ def build_history(runs: list[Run], folder: Path, measure: str = "mean_abs") -> d
             "link": os.path.relpath(report.resolve(), Path(folder).resolve()) if report.exists() else None,
             "model_sha256": (d.get("provenance", {}).get("model_sha256") or "")[:12],
             "status": d.get("status"),
-            "check_status": d.get("check_status", "pass"),
-            "failed": [c["id"] for c in d.get("checks", []) if c["status"] in ("fail", "error")],
+            # the verdict the run decided (runs written before verdicts: their worst check)
+            "check_status": (d.get("verdict") or {}).get("status") or d.get("check_status", "pass"),
+            "failed": ((d["verdict"]["failing"] + d["verdict"]["failed_methods"]) if d.get("verdict") else
+                       [c["id"] for c in d.get("checks", []) if c["status"] in ("fail", "error")]),
             "points": d.get("points"),
             "top": (d.get("rankings", {}).get(measure, {}).get("overall") or [])[:3],
         })
@@ -76,8 +80,8 @@ def build_history(runs: list[Run], folder: Path, measure: str = "mean_abs") -> d
         for name in top:
             y = [r.doc.get("measures", {}).get("values", {}).get(measure, {}).get("overall", {}).get(name)
                  for r in runs]
-            traces.append({"type": "scatter", "mode": "lines+markers", "name": _pt(name), "x": x, "y": y,
-                           "hovertemplate": f"{_pt(name)}<br>%{{x}}<br>%{{y:.4g}}<extra></extra>"})
+            traces.append({"type": "scatter", "mode": "lines+markers", "name": plotly_text(name), "x": x, "y": y,
+                           "hovertemplate": f"{plotly_text(name)}<br>%{{x}}<br>%{{y:.4g}}<extra></extra>"})
         figures["trend"] = {
             "data": traces,
             "layout": {"title": {"text": f"{DEFINITIONS[measure][0]} (share, averaged over outputs) per run"},
@@ -89,7 +93,8 @@ def build_history(runs: list[Run], folder: Path, measure: str = "mean_abs") -> d
 
 def build_comparison(old: dict, new: dict, measure: str = "mean_abs", top_k: int = 5) -> dict[str, Any]:
     """A comparison of two results documents: per output, side-by-side rankings and deltas."""
-    c = compare(new, old, measure, top_k)
+    table = MeasureTable.from_doc(new, measure)
+    c = compare(table, old, top_k) if table is not None else {"error": f"run B has no '{measure}' values"}
     if "error" in c:
         raise InputError("B", f"cannot compare these runs: {c['error']}")
     outputs = []
@@ -102,12 +107,12 @@ def build_comparison(old: dict, new: dict, measure: str = "mean_abs", top_k: int
         names = [r["input"] for r in shown[:15]][::-1]
         figures[f"cmp{k}"] = {
             "data": [
-                {"type": "bar", "orientation": "h", "name": "A (before)", "y": [_pt(n) for n in names],
+                {"type": "bar", "orientation": "h", "name": "A (before)", "y": [plotly_text(n) for n in names],
                  "x": [r["old"] for r in shown[:15]][::-1], "marker": {"color": "#999999"}},
-                {"type": "bar", "orientation": "h", "name": "B (after)", "y": [_pt(n) for n in names],
+                {"type": "bar", "orientation": "h", "name": "B (after)", "y": [plotly_text(n) for n in names],
                  "x": [r["new"] for r in shown[:15]][::-1], "marker": {"color": "#0072B2"}},
             ],
-            "layout": {"barmode": "group", "title": {"text": f"{_pt(out)}: {DEFINITIONS[measure][0]}"},
+            "layout": {"barmode": "group", "title": {"text": f"{plotly_text(out)}: {DEFINITIONS[measure][0]}"},
                        "yaxis": {"automargin": True}, "margin": {"t": 40}, "height": 120 + 28 * len(names)},
         }
     return {
@@ -124,11 +129,9 @@ def build_comparison(old: dict, new: dict, measure: str = "mean_abs", top_k: int
 
 
 def _render(template: str, page: dict[str, Any], plotlyjs: str) -> str:
-    from .report import _environment, _json, plotly_script
-
     figures = page.pop("figures")
-    page = {**page, "figures_json": _json(figures), "figure_ids": list(figures)}
-    return _environment().get_template(template).render(page=page, plotly=plotly_script(plotlyjs))
+    page = {**page, "figures_json": to_json(figures), "figure_ids": list(figures)}
+    return environment().get_template(template).render(page=page, plotly=plotly_script(plotlyjs))
 
 
 def write_history(folder: Path, out: Path | None = None, measure: str = "mean_abs", plotlyjs: str = "inline") -> Path:
@@ -139,7 +142,7 @@ def write_history(folder: Path, out: Path | None = None, measure: str = "mean_ab
         raise InputError("DIR", f"no sensreport runs (results.json) found below {folder}")
     out = Path(out) if out else folder / "index.html"
     html = _render("history.html.j2", build_history(runs, out.parent, measure), plotlyjs)
-    _atomic_write(out, html)
+    atomic_write_text(out, html)
     return out
 
 
@@ -150,12 +153,5 @@ def write_comparison(a: Path, b: Path, out: Path, measure: str = "mean_abs", plo
         path = Path(path)
         docs.append(load_baseline(path / "results.json" if path.is_dir() else path, key=key))
     html = _render("compare.html.j2", build_comparison(docs[0], docs[1], measure), plotlyjs)
-    _atomic_write(Path(out), html)
+    atomic_write_text(Path(out), html)
     return Path(out)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

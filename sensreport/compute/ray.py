@@ -1,8 +1,8 @@
 """The same sweep on a Ray cluster: chunks of points on workers, partial reductions merged.
 
 Jacobians at different points are independent, so each worker computes whole chunks
-with the very :func:`sensreport.sweep.run_chunk` the local engine uses and returns its
-:class:`~sensreport.sweep.Partial`; the driver merges them in chunk order, so a Ray run
+with the very :func:`sensreport.compute.sweep.run_chunk` the local engine uses and returns its
+:class:`~sensreport.compute.sweep.Partial`; the driver merges them in chunk order, so a Ray run
 and a local run give the same measures (to float rounding).
 
 * Each worker is a Ray actor that loads the model once, from bytes shipped through
@@ -27,9 +27,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import ComputeError, InputError
-from .spec import ModelSpec
-from .sweep import Plan, Sink, empty_partial
+from ..errors import ComputeError, InputError
+from ..spec import ModelSpec
+from .plan import Plan
+from .sweep import Sink, empty_partial
 
 INSTALL_HINT = "Ray is not installed: pip install 'sensreport[ray]' (on the driver and on every node)."
 
@@ -46,7 +47,7 @@ class RayConfig:
     max_retries: int = 3  # dead workers replaced (their unfinished chunks computed again)
 
 
-def _ray():
+def require_ray():
     try:
         import ray
     except ImportError:
@@ -92,21 +93,20 @@ class Worker:
                  threads: int):
         import ray
 
-        from . import engine
-        from .models import load_model
+        from .. import engine
+        from ..inputs.models import load_model
 
         t0 = time.perf_counter()
         # the model bytes come as a reference inside a list and are fetched here, once per
         # worker: the driver keeps the reference alive for the whole run
         payload = ray.get(payload_refs[0])
-        tf = engine._tf()
+        tf = engine.tensorflow()
         if threads > 0:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(threads)
         self._dir = tempfile.mkdtemp(prefix="sensreport-worker-")
         local = _unpack(spec, payload, name, Path(self._dir))
-        self.target = load_model(local, point_shape).target
-        self.target.jit_compile = jit
+        self.target = load_model(local, point_shape, jit_compile=jit).target
         self.load_seconds = time.perf_counter() - t0
 
     def pid(self) -> int:
@@ -146,7 +146,7 @@ def sweep_ray(
     called after each finished chunk with the first workers' process ids (a seam for
     tests that kill workers).
     """
-    ray = _ray()
+    ray = require_ray()
     facts: dict[str, Any] = {"engine": "ray"}
     t0 = time.perf_counter()
     started = False

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
-from .spec import PointsSpec
+from ..errors import InputError
+from ..spec import PointsSpec
 
 
 @dataclass

@@ -11,11 +11,11 @@ sensitive, NaN ranks last, and ties keep the input order.
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 
 from .measures import elasticity_guard, input_spread
+from .stats import nanmean, quantiles, shares, spearman, top_k_overlap
 
 #: Measures with a per-point value whose spread across points is meaningful.
 LOCAL_MEASURES = ("mean_abs", "rms", "std_scaled", "elasticity")
@@ -65,17 +65,6 @@ def local_values(measure: str, deriv: np.ndarray, points: np.ndarray, outputs: n
     raise ValueError(f"no per-point values for measure {measure!r}")
 
 
-def shares(values: np.ndarray, axis: int = -1) -> np.ndarray:
-    """``values`` divided by their sum along ``axis`` (NaN where that sum is 0 or NaN).
-
-    NaN entries count as 0 in the sum and stay NaN. This is how the overall measure
-    makes outputs in different units comparable.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    total = np.nansum(v, axis=axis, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, v / np.where(total > 0, total, 1.0), np.nan)
-
 
 def overall_local(local: np.ndarray) -> np.ndarray:
     """Per-point overall values ``[P, n]`` from local values ``[P, k, n]``.
@@ -84,90 +73,8 @@ def overall_local(local: np.ndarray) -> np.ndarray:
     shares are averaged over outputs: the per-point analogue of
     :func:`sensreport.measures.overall`.
     """
-    return _nanmean(shares(local, axis=-1), axis=1)
+    return nanmean(shares(local, axis=-1), axis=1)
 
-
-def quantiles(values: np.ndarray, q=(25, 50, 75), axis: int = 0) -> np.ndarray:
-    """Percentiles ``q`` along ``axis``, leaving NaN out; shape ``[len(q), ...]``.
-
-    Linear interpolation between order statistics (numpy's default), so the median of
-    ``[1, 2, 3, 4]`` is 2.5 and its 25th percentile 1.75. A slice that is all NaN
-    gives NaN.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    if v.shape[axis] == 0:
-        return np.full((len(q),) + tuple(np.delete(v.shape, axis)), np.nan)
-    if not np.isnan(v).any():
-        return np.percentile(v, q, axis=axis)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanpercentile(v, q, axis=axis)
-
-
-def rank_positions(values: np.ndarray, axis: int = -1) -> np.ndarray:
-    """1-based rank of each entry along ``axis``: 1 for the largest, NaN last, ties in order.
-
-    ``rank_positions([0.1, nan, 0.5, 0.1]) == [2, 4, 1, 3]``, the inverse of
-    :func:`sensreport.measures.ranking` (which lists indices ``[2, 0, 3, 1]``).
-    """
-    v = np.moveaxis(np.asarray(values, dtype=np.float64), axis, -1)
-    key = np.where(np.isnan(v), -np.inf, v)
-    order = np.argsort(-key, axis=-1, kind="stable")
-    ranks = np.empty(v.shape, dtype=np.int64)
-    np.put_along_axis(ranks, order, np.broadcast_to(np.arange(1, v.shape[-1] + 1), v.shape), axis=-1)
-    return np.moveaxis(ranks, -1, axis)
-
-
-def average_ranks(values: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Ascending 1-based ranks along ``axis`` with ties given their average rank.
-
-    NaN counts as the smallest value. ``average_ranks([3, 1, 3, 2]) == [3.5, 1, 3.5, 2]``
-    (the ranks Spearman's coefficient is computed on).
-    """
-    v = np.moveaxis(np.asarray(values, dtype=np.float64), axis, -1)
-    v = np.where(np.isnan(v), -np.inf, v)
-    n = v.shape[-1]
-    order = np.argsort(v, axis=-1, kind="stable")
-    s = np.take_along_axis(v, order, axis=-1)
-    pos = np.broadcast_to(np.arange(n), v.shape)
-    start = np.ones(v.shape, dtype=bool)
-    start[..., 1:] = s[..., 1:] != s[..., :-1]
-    end = np.ones(v.shape, dtype=bool)
-    end[..., :-1] = start[..., 1:]
-    first = np.maximum.accumulate(np.where(start, pos, 0), axis=-1)
-    last = np.flip(np.minimum.accumulate(np.flip(np.where(end, pos, n - 1), -1), axis=-1), -1)
-    avg = (first + last) / 2.0 + 1.0
-    out = np.empty(v.shape, dtype=np.float64)
-    np.put_along_axis(out, order, avg, axis=-1)
-    return np.moveaxis(out, -1, axis)
-
-
-def spearman(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Spearman's rank correlation of ``a`` and ``b`` along ``axis`` (broadcasting).
-
-    The Pearson correlation of their :func:`average_ranks`; NaN where either side is
-    constant (all tied), since no order exists to compare.
-    """
-    ra = average_ranks(a, axis)
-    rb = average_ranks(b, axis)
-    ra, rb = np.broadcast_arrays(ra, rb)
-    ra = ra - ra.mean(axis=axis, keepdims=True)
-    rb = rb - rb.mean(axis=axis, keepdims=True)
-    num = (ra * rb).sum(axis=axis)
-    den = np.sqrt((ra**2).sum(axis=axis) * (rb**2).sum(axis=axis))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
-
-
-def top_k_overlap(a: np.ndarray, b: np.ndarray, k: int, axis: int = -1) -> np.ndarray:
-    """Share of the ``k`` largest entries of ``a`` that are also among the ``k`` largest of ``b``.
-
-    Both top-``k`` sets follow :func:`rank_positions` (NaN last, ties in input order).
-    1 means the same top ``k``, 0 none in common.
-    """
-    ta = rank_positions(a, axis) <= k
-    tb = rank_positions(b, axis) <= k
-    return (ta & tb).sum(axis=axis) / float(k)
 
 
 def rank_stability(local: np.ndarray, aggregate: np.ndarray, k: int) -> dict[str, np.ndarray]:
@@ -238,7 +145,7 @@ def direction_stats(deriv: np.ndarray, chunk_points: int = 4096) -> dict[str, np
 def signed_mean(deriv: np.ndarray) -> np.ndarray:
     """Mean derivative over the points, ``[k, n]``, non-finite entries left out."""
     d = np.asarray(deriv, dtype=np.float64)
-    return _nanmean(np.where(np.isfinite(d), d, np.nan), axis=0)
+    return nanmean(np.where(np.isfinite(d), d, np.nan), axis=0)
 
 
 def clip_range(values: np.ndarray, percentile: float = 98.0, symmetric: bool = False, min_count: int = 50) -> dict:
@@ -324,11 +231,7 @@ def to_image(values: np.ndarray, shape, absolute: bool = True) -> np.ndarray:
         img = np.abs(img)
     if axes["reduced"]:
         off = len(lead)
-        img = _nanmean(img, axis=tuple(off + a for a in axes["reduced"]))
+        img = nanmean(img, axis=tuple(off + a for a in axes["reduced"]))
     return img
 
 
-def _nanmean(a: np.ndarray, axis) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices give NaN, as intended
-        return np.nanmean(a, axis=axis)

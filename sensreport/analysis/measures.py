@@ -1,4 +1,4 @@
-"""Sensitivity measures, rankings, FD-vs-AD agreement and non-finite scans (pure numpy).
+"""Sensitivity measures, non-finite scans and dead inputs, streamed over chunks (pure numpy).
 
 All functions take derivative arrays ``J[p, i, j] = d y_i / d x_j`` at points ``p``
 and return plain arrays or dicts; nothing here knows about TensorFlow or files.
@@ -8,9 +8,10 @@ Non-finite derivatives are left out of the averages (and reported separately by
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
+
+
+from .stats import nanmean, shares
 
 #: Plain-language definitions with references, shown in the report's methods section.
 DEFINITIONS = {
@@ -48,12 +49,6 @@ DEFINITIONS = {
 ELASTICITY_GUARD = 1e-6
 
 
-def _nanmean(a: np.ndarray, axis: int) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices are expected and reported
-        return np.nanmean(a, axis=axis)
-
-
 def _ratio(total: np.ndarray, count: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
@@ -63,7 +58,7 @@ def _ratio(total: np.ndarray, count: np.ndarray) -> np.ndarray:
 BLOCK_VALUES = 1 << 20
 
 
-def _blocks(shape: tuple[int, ...]):
+def blocks(shape: tuple[int, ...]):
     """Slices over axis 1 (outputs) of a ``[b, k, n]`` array, each about BLOCK_VALUES values."""
     b, k, n = shape
     step = max(1, BLOCK_VALUES // max(1, b * n))
@@ -101,7 +96,7 @@ class MeasureAccumulator:
         Works through blocks of outputs so that its float64 temporaries stay near
         ``BLOCK_VALUES`` values whatever the chunk's size.
         """
-        for rows in _blocks(jac.shape):
+        for rows in blocks(jac.shape):
             self._update(jac[:, rows], points, outputs[:, rows], rows)
 
     def _update(self, jac: np.ndarray, points: np.ndarray, outputs: np.ndarray, rows: slice) -> None:
@@ -187,6 +182,10 @@ def sensitivity_measures(jac: np.ndarray, points: np.ndarray, outputs: np.ndarra
     return acc.result(input_spread(points))
 
 
+#: Measures that are magnitudes (rankable), in the order the report offers them;
+#: ``positive_share`` is a direction, not a size.
+RANKABLE = ("std_scaled", "mean_abs", "rms", "elasticity")
+
 #: Measures that are already comparable across outputs: averaged, not normalised.
 UNITLESS = frozenset({"positive_share"})
 
@@ -201,147 +200,10 @@ def overall(measure: np.ndarray, name: str = "") -> np.ndarray:
     """
     m = np.asarray(measure, dtype=np.float64)
     if name in UNITLESS:
-        return _nanmean(m, 0)
-    total = np.nansum(m, axis=1, keepdims=True)
-    shares = np.where(total > 0, m / np.where(total > 0, total, 1.0), np.nan)
-    return _nanmean(shares, 0)
+        return nanmean(m, 0)
+    return nanmean(shares(m, axis=1), 0)
 
 
-def ranking(values: np.ndarray) -> list[int]:
-    """Indices ordered from most to least sensitive; NaN last; ties keep input order."""
-    v = np.asarray(values, dtype=np.float64)
-    key = np.where(np.isnan(v), -np.inf, v)
-    return [int(i) for i in np.argsort(-key, kind="stable")]
-
-
-def tolerance(dtype: str) -> float:
-    """Relative tolerance for FD-vs-AD agreement by the coarser dtype involved.
-
-    float32: 2e-3, float64: 1e-5 (the tolerances of JAX's ``check_grads``).
-    """
-    return 2e-3 if dtype == "float32" else 1e-5
-
-
-class AgreementAccumulator:
-    """Streaming FD-vs-AD agreement, fed one chunk of points at a time.
-
-    Per entry, ``abs_error = |fd - ad|`` and
-    ``rel_error = abs_error / max(|ad|, 1e-3 * max_j |ad[p, i, j]|)``: an entry that is
-    tiny next to the largest derivative of the same output at the same point is judged
-    against 0.1% of that largest one, so that it does not produce a huge relative
-    error. The floor depends only on the point itself, so chunking cannot change it.
-    An entry agrees when ``rel_error <= rtol``. The median comes from a histogram of
-    ``log10(rel_error)`` with 1,000 bins per decade (within 0.25%).
-    """
-
-    BINS_PER_DECADE = 1000
-    LOW, HIGH = -20, 10  # decades
-
-    def __init__(self, rtol: float, worst: int = 10):
-        self.rtol = rtol
-        self.keep = worst
-        self.entries = 0
-        self.within = 0
-        self.nonfinite_entries = 0
-        self.max_abs = -np.inf
-        self.max_rel = -np.inf
-        self.zero = 0  # entries with rel_error == 0 (below the histogram)
-        self.hist = np.zeros((self.HIGH - self.LOW) * self.BINS_PER_DECADE + 2, dtype=np.int64)
-        self.worst: list[dict] = []
-
-    def update(self, ad: np.ndarray, fd: np.ndarray, offset: int = 0) -> None:
-        """Add ``ad`` and ``fd`` ``[b, k, n]`` for points ``offset .. offset + b``."""
-        for rows in _blocks(ad.shape):
-            self._update(ad[:, rows], fd[:, rows], offset, rows.start)
-
-    def _update(self, ad: np.ndarray, fd: np.ndarray, offset: int, first_output: int) -> None:
-        ad = np.asarray(ad, dtype=np.float64)
-        fd = np.asarray(fd, dtype=np.float64)
-        abs_err = np.abs(fd - ad)
-        scale = np.nanmax(np.abs(np.where(np.isfinite(ad), ad, np.nan)), axis=2, initial=0.0, keepdims=True)
-        floor = np.where(scale > 0, 1e-3 * scale, 1.0)
-        rel = abs_err / np.maximum(np.abs(ad), floor)
-        finite = np.isfinite(rel)
-        self.entries += rel.size
-        self.nonfinite_entries += int((~finite).sum())
-        self.within += int((finite & (rel <= self.rtol)).sum())
-        if finite.any():
-            self.max_abs = max(self.max_abs, float(abs_err[finite].max()))
-            self.max_rel = max(self.max_rel, float(rel[finite].max()))
-            r = rel[finite]
-            self.zero += int((r == 0).sum())
-            pos = r[r > 0]
-            idx = np.floor((np.log10(pos) - self.LOW) * self.BINS_PER_DECADE).astype(np.int64) + 1
-            np.add.at(self.hist, np.clip(idx, 1, len(self.hist) - 1), 1)
-        # the chunk's worst finite entries (non-finite ones are counted above and located
-        # by the non-finite scan), then merged with those kept so far
-        flat = np.where(finite, rel, -np.inf).ravel()
-        take = min(self.keep, int(finite.sum()))
-        if take:
-            cand = np.argpartition(-flat, take - 1)[:take]
-            for f in cand:
-                p, i, j = (int(v) for v in np.unravel_index(f, rel.shape))
-                self.worst.append({"point": p + offset, "output": i + first_output, "input": j, "ad": float(ad[p, i, j]),
-                                   "fd": float(fd[p, i, j]), "abs_error": float(abs_err[p, i, j]),
-                                   "rel_error": float(rel[p, i, j])})
-            self._trim()
-
-    def _trim(self) -> None:
-        def key(w):
-            return (-w["rel_error"], w["point"], w["output"], w["input"])
-
-        self.worst = sorted(self.worst, key=key)[: self.keep]
-
-    def merge(self, other: "AgreementAccumulator") -> "AgreementAccumulator":
-        """Add another accumulator's counts (e.g. from another worker)."""
-        self.entries += other.entries
-        self.within += other.within
-        self.nonfinite_entries += other.nonfinite_entries
-        self.max_abs = max(self.max_abs, other.max_abs)
-        self.max_rel = max(self.max_rel, other.max_rel)
-        self.zero += other.zero
-        self.hist += other.hist
-        self.worst += other.worst
-        self._trim()
-        return self
-
-    def median(self) -> float | None:
-        finite = self.entries - self.nonfinite_entries
-        if not finite:
-            return None
-        half = (finite + 1) / 2
-        if self.zero >= half:
-            return 0.0
-        k = int(np.searchsorted(np.cumsum(self.hist), half - self.zero))
-        return float(10 ** (self.LOW + (k - 0.5) / self.BINS_PER_DECADE))
-
-    def summary(self) -> dict:
-        """A JSON-ready summary: tolerance, counts, max/median errors and the worst entries."""
-        finite = self.entries - self.nonfinite_entries
-        return {
-            "rtol": self.rtol,
-            "entries": int(self.entries),
-            "max_abs_error": self.max_abs if finite else None,
-            "max_rel_error": self.max_rel if finite else None,
-            "median_rel_error": self.median(),
-            "share_within_tolerance": self.within / self.entries if self.entries else None,
-            "nonfinite_entries": int(self.nonfinite_entries),
-            "worst": list(self.worst),
-        }
-
-
-def agreement(ad: np.ndarray, fd: np.ndarray, rtol: float, worst: int = 10) -> dict:
-    """FD-vs-AD agreement of whole arrays ``[P, k, n]``: see :class:`AgreementAccumulator`.
-
-    Returns ``{"summary": ...}`` plus the per-entry ``abs_error`` and ``rel_error`` arrays.
-    """
-    acc = AgreementAccumulator(rtol, worst)
-    acc.update(ad, fd)
-    ad = np.asarray(ad, dtype=np.float64)
-    abs_err = np.abs(np.asarray(fd, dtype=np.float64) - ad)
-    scale = np.nanmax(np.abs(np.where(np.isfinite(ad), ad, np.nan)), axis=2, initial=0.0, keepdims=True)
-    rel = abs_err / np.maximum(np.abs(ad), np.where(scale > 0, 1e-3 * scale, 1.0))
-    return {"abs_error": abs_err, "rel_error": rel, "summary": acc.summary()}
 
 
 class NonfiniteAccumulator:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import Target, _first_line, _tf
-from .errors import InputError
-from .spec import ModelSpec
+from ..engine import Target, first_line, tensorflow
+from ..errors import InputError
+from ..spec import ModelSpec
 
 
 @dataclass
@@ -39,21 +39,23 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_model(spec: ModelSpec, point_shape: tuple[int, ...] | None = None) -> LoadedModel:
-    """Load ``spec``'s model. ``point_shape`` (from the points) is needed for callables."""
+def load_model(spec: ModelSpec, point_shape: tuple[int, ...] | None = None, *,
+               jit_compile: bool | str = False) -> LoadedModel:
+    """Load ``spec``'s model. ``point_shape`` (from the points) is needed for callables;
+    ``jit_compile`` is the target's XLA setting (``execution.xla``)."""
     loader = {"keras": _load_keras, "saved_model": _load_saved_model, "callable": _load_callable}[spec.kind]
-    return loader(spec, point_shape)
+    return loader(spec, point_shape, jit_compile)
 
 
-def _load_keras(spec: ModelSpec, point_shape) -> LoadedModel:
-    _tf()
+def _load_keras(spec: ModelSpec, point_shape, jit_compile) -> LoadedModel:
+    tensorflow()
     import keras
 
     path = Path(spec.target)
     try:
         model = keras.saving.load_model(path, compile=False)
     except Exception as exc:  # noqa: BLE001 - any loader failure is the file's problem
-        raise InputError("model.keras", f"cannot load {path.name} as a Keras model: {_first_line(exc)}") from None
+        raise InputError("model.keras", f"cannot load {path.name} as a Keras model: {first_line(exc)}") from None
     if len(model.inputs) != 1:
         raise InputError(
             "model.keras",
@@ -77,19 +79,20 @@ def _load_keras(spec: ModelSpec, point_shape) -> LoadedModel:
             pass
     dtype = str(getattr(model, "compute_dtype", None) or "float32")
     dtype = dtype if dtype in ("float32", "float64") else "float32"
-    target = Target(model, shape, batched=True, dtype=dtype, activation_size=act or None, name=model.name)
+    target = Target(model, shape, batched=True, dtype=dtype, activation_size=act or None, name=model.name,
+                    jit_compile=jit_compile)
     params = model.count_params()
     summary = f"Keras model '{model.name}': {len(model.layers)} layers, {params:,} parameters, input {list(shape)}"
     return LoadedModel(target, "keras", str(path), file_sha256(path), summary)
 
 
-def _load_saved_model(spec: ModelSpec, point_shape) -> LoadedModel:
-    tf = _tf()
+def _load_saved_model(spec: ModelSpec, point_shape, jit_compile) -> LoadedModel:
+    tf = tensorflow()
     path = Path(spec.target)
     try:
         obj = tf.saved_model.load(str(path))
     except Exception as exc:  # noqa: BLE001
-        raise InputError("model.saved_model", f"cannot load {path} as a SavedModel: {_first_line(exc)}") from None
+        raise InputError("model.saved_model", f"cannot load {path} as a SavedModel: {first_line(exc)}") from None
     sigs = dict(getattr(obj, "signatures", {}) or {})
     if not sigs:
         raise InputError("model.saved_model", "the SavedModel has no signatures to call")
@@ -112,7 +115,7 @@ def _load_saved_model(spec: ModelSpec, point_shape) -> LoadedModel:
     def call(x):
         return fn(**{in_key: tf.cast(x, tspec.dtype)})[out_key]
 
-    target = Target(call, shape, batched=True, dtype=dtype, name=path.name)
+    target = Target(call, shape, batched=True, dtype=dtype, name=path.name, jit_compile=jit_compile)
     summary = f"SavedModel {path.name}, signature '{name}', input '{in_key}' {list(shape)}, output '{out_key}'"
     return LoadedModel(target, "saved_model", str(path), file_sha256(path), summary)
 
@@ -148,12 +151,13 @@ def load_callable(ref: str):
     return fn, getattr(module, "__file__", None)
 
 
-def _load_callable(spec: ModelSpec, point_shape) -> LoadedModel:
+def _load_callable(spec: ModelSpec, point_shape, jit_compile) -> LoadedModel:
     fn, source = load_callable(spec.target)
     if point_shape is None:
         raise InputError("inputs.points", "cannot tell the callable's input shape without points")
     shape = tuple(point_shape)
-    target = Target(fn, shape, batched=spec.batched, dtype=spec.dtype or "float64", name=getattr(fn, "__name__", "f"))
+    target = Target(fn, shape, batched=spec.batched, dtype=spec.dtype or "float64", name=getattr(fn, "__name__", "f"),
+                    jit_compile=jit_compile)
     sha = file_sha256(Path(source)) if source else None
     kind = "batched" if spec.batched else "per-point"
     summary = f"Python function {spec.target.rpartition(':')[2]} ({kind}, {target.dtype}), input {list(shape)}"

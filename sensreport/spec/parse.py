@@ -13,317 +13,16 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from .errors import Problem, SpecError
-
-MEASURES = ("mean_abs", "rms", "std_scaled", "elasticity", "positive_share")
-
-_DIST = {
-    "type": "object",
-    "description": "A distribution: {uniform: [low, high]} or {normal: [mean, std]}.",
-    "properties": {
-        "uniform": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
-        "normal": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
-    },
-    "additionalProperties": False,
-}
-
-SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": "https://sensreport.invalid/spec-v1.json",
-    "title": "sensreport spec",
-    "description": "A sensitivity-analysis run: the model, the input points, the methods and the report.",
-    "type": "object",
-    "required": ["model", "inputs", "methods"],
-    "additionalProperties": False,
-    "properties": {
-        "version": {"const": 1, "description": "Spec format version; 1."},
-        "title": {"type": "string", "description": "Report title."},
-        "description": {"type": "string", "description": "Markdown shown at the top of the report."},
-        "model": {
-            "type": "object",
-            "description": "Exactly one of keras, saved_model, callable.",
-            "additionalProperties": False,
-            "properties": {
-                "keras": {"type": "string", "description": "Path to a .keras file."},
-                "saved_model": {"type": "string", "description": "Path to a SavedModel directory."},
-                "callable": {
-                    "type": "string",
-                    "description": "FILE.py:NAME or package.module:NAME, a function of a tf tensor.",
-                },
-                "signature": {"type": "string", "description": "SavedModel signature (default serving_default)."},
-                "input_key": {"type": "string", "description": "SavedModel signature input to differentiate."},
-                "output_key": {"type": "string", "description": "SavedModel signature output to differentiate."},
-                "batched": {
-                    "type": "boolean",
-                    "description": "callable only: true if the function takes a batch of points.",
-                },
-                "dtype": {
-                    "enum": ["float32", "float64"],
-                    "description": "callable only: dtype of derivatives (default float64).",
-                },
-                "output_names": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-            },
-        },
-        "inputs": {
-            "type": "object",
-            "required": ["points"],
-            "additionalProperties": False,
-            "properties": {
-                "names": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-                "points": {
-                    "type": "object",
-                    "description": "Exactly one of values, csv, npy, sample.",
-                    "additionalProperties": False,
-                    "properties": {
-                        "values": {"type": "array", "minItems": 1, "description": "A list of points."},
-                        "csv": {"type": "string", "description": "CSV file; the header gives input names."},
-                        "npy": {"type": "string", "description": ".npy file of shape [points, *input_shape]."},
-                        "sample": {
-                            "type": "object",
-                            "required": ["n", "distributions"],
-                            "additionalProperties": False,
-                            "properties": {
-                                "n": {"type": "integer", "minimum": 1},
-                                "seed": {"type": "integer", "minimum": 0},
-                                "distributions": {
-                                    "type": "object",
-                                    "description": "Input name -> distribution; 'default' applies to the rest.",
-                                    "additionalProperties": _DIST,
-                                },
-                            },
-                        },
-                    },
-                },
-            },
-        },
-        "methods": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "jacobian": {
-                    "type": ["object", "null"],
-                    "additionalProperties": False,
-                    "properties": {"mode": {"enum": ["auto", "forward", "reverse", "forward-pfor", "forward-tiled",
-                                                      "reverse-pfor", "reverse-tiled"]}},
-                },
-                "rows": {
-                    "type": "object",
-                    "required": ["outputs"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "outputs": {
-                            "type": "array",
-                            "minItems": 1,
-                            "items": {"type": ["string", "integer"]},
-                            "description": "Output names or 0-based indices.",
-                        }
-                    },
-                },
-                "finite_difference": {
-                    "type": ["object", "null"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "scheme": {"enum": ["central", "forward"]},
-                        "step": {
-                            "anyOf": [{"const": "auto"}, {"type": "number", "exclusiveMinimum": 0}],
-                            "x-expected": '"auto" or a positive number',
-                        },
-                    },
-                },
-            },
-        },
-        "sensitivity": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "measures": {"type": "array", "items": {"enum": list(MEASURES)}, "minItems": 1},
-            },
-        },
-        "report": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "dir": {"type": "string", "description": "Output folder (default: report)."},
-                "plotlyjs": {"enum": ["inline", "cdn"]},
-            },
-        },
-        "checks": {
-            "type": "object",
-            "description": "Checks with thresholds and severities; the CLI exits 1 when one fails.",
-            "additionalProperties": False,
-            "properties": {
-                "fd_vs_ad": {
-                    "anyOf": [{"const": False}, {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "properties": {
-                            "max_rel_error": {"type": "number", "exclusiveMinimum": 0},
-                            "min_share": {"type": "number", "minimum": 0, "maximum": 1},
-                            "severity": {"enum": ["fail", "warn"]},
-                        },
-                    }],
-                    "x-expected": "false or a mapping with max_rel_error, min_share, severity",
-                },
-                "nonfinite": {
-                    "anyOf": [{"const": False}, {
-                        "type": "object", "additionalProperties": False,
-                        "properties": {"severity": {"enum": ["fail", "warn"]}},
-                    }],
-                    "x-expected": "false or a mapping with severity",
-                },
-                "dead_inputs": {
-                    "anyOf": [{"const": False}, {
-                        "type": "object", "additionalProperties": False,
-                        "properties": {"max_count": {"type": "integer", "minimum": 0},
-                                       "severity": {"enum": ["fail", "warn"]}},
-                    }],
-                    "x-expected": "false or a mapping with max_count, severity",
-                },
-                "baseline": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "path": {"type": "string", "description": "A previous run's results.json."},
-                        "measure": {"enum": list(MEASURES)},
-                        "max_rel_change": {"type": "number", "minimum": 0},
-                        "top_k": {"type": "integer", "minimum": 1},
-                        "max_top_k_changes": {"type": "integer", "minimum": 0},
-                        "min_rank_correlation": {"type": "number", "minimum": -1, "maximum": 1},
-                        "severity": {"enum": ["fail", "warn"]},
-                    },
-                },
-            },
-        },
-        "execution": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "memory_budget": {
-                    "anyOf": [
-                        {"type": "integer", "minimum": 1},
-                        {"type": "string", "pattern": r"^\s*[0-9.]+\s*([KMGT]i?B|B)?\s*$"},
-                    ],
-                    "x-expected": "bytes as a number or a size such as 4GiB or 512MiB",
-                },
-                "arrays": {
-                    "enum": ["auto", "memory", "disk", "none"],
-                    "description": "Keep the full derivative arrays: auto (in memory if they fit), memory, "
-                    "disk (.npy files written chunk by chunk), none (measures streamed).",
-                },
-                "xla": {"enum": [True, False, "auto"],
-                        "description": "Compile derivative kernels with XLA: false (default: reproducible numbers), "
-                        "true, or auto (when a timing on the first chunk finds it faster)."},
-                "engine": {"enum": ["local", "ray"], "description": "local (default, in-process) or ray."},
-                "ray": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "address": {"type": ["string", "null"],
-                                    "description": "None: start a local cluster; auto; ray://host:port."},
-                        "workers": {"type": "integer", "minimum": 1},
-                        "cpus_per_worker": {"type": "number", "exclusiveMinimum": 0},
-                        "gpus_per_worker": {"type": "number", "minimum": 0},
-                        "chunk_points": {"type": "integer", "minimum": 1},
-                        "max_retries": {"type": "integer", "minimum": 0},
-                    },
-                },
-            },
-        },
-    },
-}
+from ..errors import Problem, SpecError
+from ..sizes import parse_size
+from .schema import MEASURES, SCHEMA
+from .types import ModelSpec, PointsSpec, Spec, default_checks
 
 
-CHECK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "fd_vs_ad": {"max_rel_error": None, "min_share": 0.99, "severity": "fail"},
-    "nonfinite": {"severity": "fail"},
-    "dead_inputs": {"max_count": 0, "severity": "warn"},
-    "baseline": {"path": None, "measure": "mean_abs", "max_rel_change": 0.25, "top_k": 5,
-                 "max_top_k_changes": 0, "min_rank_correlation": None, "severity": "fail"},
-}
-
-
-def default_checks(given: dict[str, Any] | None, base: Path, baseline: str | Path | None = None) -> dict[str, Any]:
-    """The checks to run: the spec's, with defaults filled in.
-
-    ``nonfinite`` (fail), ``dead_inputs`` (warn) and ``fd_vs_ad`` (fail; only when both
-    methods ran, unless the spec asks for it) are on unless set to ``false``. The
-    baseline check runs when a path is given, in the spec or as ``baseline``.
-    """
-    given = dict(given or {})
-    out: dict[str, Any] = {}
-    for name, defaults in CHECK_DEFAULTS.items():
-        value = given.get(name, {} if name != "baseline" else None)
-        if value is False or (name == "baseline" and value is None and baseline is None):
-            continue
-        cfg = {**defaults, **(value or {})}
-        if name == "fd_vs_ad":
-            cfg["explicit"] = name in given
-        if name == "baseline":
-            path = baseline if baseline is not None else cfg["path"]
-            cfg["path"] = (base / path).resolve() if path is not None else None
-        out[name] = cfg
-    return out
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    kind: str  # keras | saved_model | callable
-    target: str  # a resolved path, or a callable reference with its file resolved
-    batched: bool = True
-    dtype: str | None = None
-    signature: str | None = None
-    input_key: str | None = None
-    output_key: str | None = None
-    output_names: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True)
-class PointsSpec:
-    kind: str  # values | csv | npy | sample
-    values: Any = None
-    path: Path | None = None
-    n: int | None = None
-    seed: int = 0
-    distributions: dict[str, tuple[str, float, float]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Spec:
-    """A validated spec with resolved paths. Build one with :func:`load_spec` or :func:`parse_spec`."""
-
-    path: Path | None
-    base_dir: Path
-    raw: dict[str, Any]
-    text: str
-    sha256: str
-    title: str
-    description: str
-    model: ModelSpec
-    input_names: tuple[str, ...] | None
-    points: PointsSpec
-    jacobian_mode: str | None  # None: not requested
-    rows_outputs: tuple[str | int, ...] | None
-    fd_scheme: str | None
-    fd_step: float | str
-    measures: tuple[str, ...]
-    report_dir: Path
-    plotlyjs: str
-    memory_budget: int | None
-    arrays: str = "auto"
-    xla: bool | str = False
-    checks: dict[str, Any] = field(default_factory=dict)
-    engine: str = "local"
-    ray: dict[str, Any] = field(default_factory=dict)
-    lines: dict[tuple, int] = field(default_factory=dict, repr=False, compare=False)
-
-
-# --------------------------------------------------------------------------- parsing
 def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None, problems: list | None = None) -> dict:
     """Map each key path to its 1-based line; note duplicate keys."""
     out = {} if out is None else out
@@ -399,21 +98,6 @@ def _show(value) -> str:
     return repr(value)
 
 
-def parse_size(value: int | str) -> int:
-    """Bytes from ``4GiB``, ``512MB`` or a plain number."""
-    if isinstance(value, int):
-        return value
-    m = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]?)(i?)B?\s*", value)
-    if not m:
-        raise ValueError(f"not a size: {value!r}")
-    number, unit, binary = float(m.group(1)), m.group(2), m.group(3)
-    base = 1024 if binary or unit == "" else 1000
-    return int(number * base ** " KMGT".index(unit or " "))
-
-
-def schema() -> dict[str, Any]:
-    """The JSON Schema of a spec (``sensreport schema`` prints it)."""
-    return SCHEMA
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -486,7 +170,7 @@ def _semantic_problems(data: dict, base: Path, lines: dict) -> list[Problem]:
     def add(path: tuple, message: str) -> None:
         problems.append(Problem(_dotted(path), message, _line_for(lines, path)))
 
-    for check in (_check_model, _check_inputs, _check_methods):
+    for check in (_check_model, _check_inputs, _check_methods, _check_report, _check_execution):
         try:
             check(data, base, add)
         except (KeyError, TypeError, AttributeError, ValueError):
@@ -576,6 +260,21 @@ def _check_methods(data: dict, base: Path, add) -> None:
                     f"'{out}' is not in model.output_names" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
 
 
+def _check_report(data: dict, base: Path, add) -> None:
+    templates = data.get("report", {}).get("templates")
+    if isinstance(templates, str) and not (base / templates).is_dir():
+        add(("report", "templates"), f"directory not found: {base / templates}")
+
+
+def _check_execution(data: dict, base: Path, add) -> None:
+    budget = data.get("execution", {}).get("memory_budget")
+    if isinstance(budget, str):
+        try:
+            parse_size(budget)
+        except ValueError:
+            add(("execution", "memory_budget"), f'expected a size such as 4GiB or 512MiB, got "{budget}"')
+
+
 def _resolve_callable(ref: str, base: Path) -> str:
     file_part, _, name = ref.rpartition(":")
     if file_part.endswith(".py"):
@@ -632,6 +331,7 @@ def _build(data: dict, text: str, base: Path, path: Path | None, lines: dict) ->
         measures=tuple(data.get("sensitivity", {}).get("measures", MEASURES)),
         report_dir=(base / report.get("dir", "report")).resolve(),
         plotlyjs=report.get("plotlyjs", "inline"),
+        report_templates=(base / report["templates"]).resolve() if "templates" in report else None,
         memory_budget=parse_size(budget) if budget is not None else None,
         arrays=execution.get("arrays", "auto"),
         xla=execution.get("xla", False),

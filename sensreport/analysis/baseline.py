@@ -1,0 +1,111 @@
+"""Comparison with a previous run: read its results.json and compare one measure per
+output and input (relative change, ranks, top-k membership, Spearman correlation)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from .stats import ranking, relative_error, spearman
+
+
+def load_baseline(path: Path, key: str = "checks.baseline.path") -> dict[str, Any]:
+    """A previous run's results.json, checked to be one."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(key, f"baseline file not found: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(key, f"cannot read {path} as a sensreport results.json: {exc}") from None
+    if not isinstance(doc, dict) or "schema_version" not in doc or "measures" not in doc:
+        raise InputError(key, f"{path} is not a sensreport results.json (no schema_version / measures)")
+    if doc["schema_version"] != 1:
+        raise InputError(key, f"{path} has results schema version {doc['schema_version']}; this sensreport reads 1")
+    return doc
+
+
+@dataclass(frozen=True)
+class MeasureTable:
+    """One measure per output and input of a run, with what identifies the run."""
+
+    measure: str
+    inputs: list[str]
+    outputs: list[str]
+    values: np.ndarray  # [outputs, inputs], NaN where not finite
+    created: str | None = None
+    model_sha256: str | None = None
+
+    @classmethod
+    def from_doc(cls, doc: dict, measure: str, outputs: list[str] | None = None) -> "MeasureTable | None":
+        """The table of a results.json document; None when it has no such measure for ``outputs``."""
+        per_output = doc["measures"]["values"].get(measure, {}).get("per_output", {})
+        outputs = list(per_output) if outputs is None else outputs
+        inputs = list(doc["inputs"]["names"])
+        if not all(o in per_output for o in outputs):
+            return None
+        values = np.array([[np.nan if per_output[o].get(i) is None else per_output[o][i] for i in inputs]
+                           for o in outputs], dtype=np.float64).reshape(len(outputs), len(inputs))
+        prov = doc.get("provenance", {})
+        return cls(measure, inputs, outputs, values, prov.get("created"), prov.get("model_sha256"))
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Spearman's rank correlation (average ranks for ties); None when there is no order to compare."""
+    if len(a) < 2:
+        return None
+    rho = float(spearman(a, b))
+    return rho if np.isfinite(rho) else None
+
+
+def compare(new_table: MeasureTable, baseline: dict, top_k: int = 5) -> dict[str, Any]:
+    """Per output and input: the measure now (``new``) and in the ``baseline`` results.json,
+    relative change, ranks.
+
+    ``rel_change = |new - old| / max(|old|, 1e-3 * max_j |old[i, j]|)``
+    (:func:`~.stats.relative_error`, as for the FD-vs-AD agreement: an input that was
+    negligible for an output is judged against 0.1% of that output's largest value).
+    """
+    inputs, outputs, measure = new_table.inputs, new_table.outputs, new_table.measure
+    if list(baseline["inputs"]["names"]) != list(inputs):
+        return {"error": "the baseline has different inputs: "
+                         f"{', '.join(baseline['inputs']['names'][:8])} vs {', '.join(inputs[:8])}"}
+    old_table = MeasureTable.from_doc(baseline, measure, outputs)
+    if old_table is None:
+        return {"error": f"the baseline has no '{measure}' values for outputs {', '.join(outputs)}"}
+    old = old_table.values
+    new_sha, new = new_table.model_sha256, new_table.values
+    rel = relative_error(new, old, axis=1)
+    rows = {}
+    for i, out in enumerate(outputs):
+        r_new, r_old = ranking(new[i]), ranking(old[i])
+        rank_new = {j: k + 1 for k, j in enumerate(r_new)}
+        rank_old = {j: k + 1 for k, j in enumerate(r_old)}
+        k = min(top_k, len(inputs))
+        rows[out] = {
+            "inputs": [
+                {"input": inputs[j], "old": _f(old[i, j]), "new": _f(new[i, j]), "rel_change": _f(rel[i, j]),
+                 "old_rank": rank_old[j], "new_rank": rank_new[j]}
+                for j in r_new
+            ],
+            "max_rel_change": _f(np.nanmax(rel[i])) if np.isfinite(rel[i]).any() else None,
+            "top_k_changes": len({inputs[j] for j in r_new[:k]} - {inputs[j] for j in r_old[:k]}),
+            "rank_correlation": _spearman(new[i], old[i]),
+        }
+    return {
+        "measure": measure,
+        "top_k": top_k,
+        "baseline_created": old_table.created,
+        "baseline_model_sha256": old_table.model_sha256,
+        "model_changed": old_table.model_sha256 != new_sha,
+        "per_output": rows,
+    }
+
+
+def _f(v) -> float | None:
+    v = float(v)
+    return v if np.isfinite(v) else None

@@ -1,0 +1,70 @@
+"""From the sweep's reductions to the run's findings: each method's result, the measures
+and their leading one, FD-vs-AD agreement, non-finite scans, dead inputs and the
+per-point statistics. Numbers only: the checks stage judges them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..results import Agreement, MethodResult, PointStats
+from . import measures as M
+from .pointstats import leading_measure, point_stats, rankable_measures
+
+
+@dataclass
+class Analysis:
+    methods: dict[str, MethodResult]
+    measure_source: str | None
+    measure_outputs: list[int]
+    measures: dict[str, np.ndarray]
+    overall: dict[str, np.ndarray]
+    leading: str | None
+    dead_inputs: list[int]
+    agreement: Agreement | None
+    nonfinite: dict[str, dict]
+    point_stats: PointStats | None
+    warnings: list[str] = field(default_factory=list)
+
+
+def analyse(plan, computed, points: np.ndarray, outputs: np.ndarray, shown: list[str], ad_dtype: str) -> Analysis:
+    """``plan`` and ``computed`` from the compute stage; ``points`` ``[P, n]``, ``outputs`` ``[P, m]``."""
+    partial, store = computed.partial, computed.store
+    methods: dict[str, MethodResult] = {}
+    for mp in plan.methods:
+        part = partial.methods[mp.name]
+        ok = part.status == "ok"
+        methods[mp.name] = MethodResult(
+            part.run, outputs=list(mp.outputs), values=store.arrays.get(mp.name) if ok else None,
+            step=plan.fd_step if ok and mp.name == "finite_difference" else None,
+            path=store.paths.get(mp.name), preview=store.preview.get(mp.name) if ok else None)
+    source = next((k for k in ("jacobian", "finite_difference", "rows") if k in methods and methods[k].status == "ok"),
+                  None)
+    values, overall, m_outputs, dead, warnings = {}, {}, [], [], []
+    if source:
+        acc = partial.methods[source].measures
+        m_outputs = list(plan.method(source).outputs)
+        values = acc.result(plan.spread)
+        overall = {k: M.overall(v, k) for k, v in values.items()}
+        dead = acc.dead_inputs()
+        if len(points) == 1:
+            warnings.append("Only one point: the std-scaled measure needs the inputs' spread and is not available.")
+    agreement = None
+    if partial.agreement is not None and all(methods[k].status == "ok" for k in (plan.compared, "finite_difference")):
+        summary = partial.agreement.summary()
+        ad_outputs = list(plan.method(plan.compared).outputs)
+        for w in summary["worst"]:
+            w["output"] = ad_outputs[w["output"]]  # name outputs by their index in the model
+        agreement = Agreement(summary, ad_outputs, plan.compared, ad_dtype)
+    nonfinite = {"outputs": M.nonfinite(outputs)}
+    for name, m in methods.items():
+        if m.status == "ok":
+            nonfinite[name] = partial.methods[name].nonfinite.summary()
+    lead = leading_measure(shown, values, overall)
+    stats = None
+    if source:
+        deriv = methods[source].values
+        stats = point_stats(deriv, points, np.asarray(outputs, dtype=np.float64)[:, m_outputs], values,
+                            rankable_measures(shown, values, overall), lead)
+    return Analysis(methods, source, m_outputs, values, overall, lead, dead, agreement, nonfinite, stats, warnings)

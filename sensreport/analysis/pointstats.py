@@ -1,0 +1,60 @@
+"""Statistics over the per-point derivatives, computed once after the sweep: the spread
+of every measure across points, the stability of the leading ranking, the direction of
+every derivative. The checks stage judges them; the report only draws them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..results import PointStats
+from . import measures as M
+from . import summaries as S
+from . import stats
+
+#: Per-point values held at once for the spread and the stability (64 MB each); past
+#: it, evenly spaced points are used (and the results say how many).
+STATS_ENTRIES = 8_000_000
+
+
+def rankable_measures(shown: list[str], measures: dict[str, np.ndarray], overall: dict[str, np.ndarray]) -> list[str]:
+    """The magnitude measures that have values, the spec's shown ones first (in its order)."""
+    ok = [m for m in M.RANKABLE if m in measures and np.isfinite(np.asarray(overall[m], float)).any()]
+    return [m for m in shown if m in ok] + [m for m in ok if m not in shown]
+
+
+def leading_measure(shown: list[str], measures: dict[str, np.ndarray], overall: dict[str, np.ndarray]) -> str | None:
+    """The one measure every view ranks by: the spec's first shown magnitude measure with values."""
+    rankable = rankable_measures(shown, measures, overall)
+    return rankable[0] if rankable else None
+
+
+def point_stats(deriv: np.ndarray | None, points: np.ndarray, outputs: np.ndarray, measures: dict[str, np.ndarray],
+                rankable: list[str], leading: str | None) -> PointStats | None:
+    """:class:`PointStats` from the derivatives ``[P, k, n]`` (None when they were not kept).
+
+    ``outputs`` are the outputs of the ``k`` rows ``[P, k]``; ``points`` ``[P, n]``.
+    """
+    if deriv is None:
+        if "positive_share" in measures:
+            return PointStats(positive=np.asarray(measures["positive_share"], float))
+        return None
+    P, k, n = deriv.shape
+    out = PointStats()
+    if P > 1:
+        # spread and stability need every per-point value at once: past a budget, evenly spaced points
+        idx = S.subsample_indices(P, max(1, STATS_ENTRIES // max(1, k * n)))
+        out.sampled = len(idx)
+        y = np.asarray(outputs, dtype=np.float64)
+        sample = deriv if len(idx) == P else deriv[idx]
+        spread, guard = M.input_spread(points), M.elasticity_guard(y)
+        for m in rankable:
+            local = S.local_values(m, sample, points[idx], y[idx], spread=spread, guard=guard)
+            out.spread[m] = stats.quantiles(local, axis=0)
+            out.spread_overall[m] = stats.quantiles(S.overall_local(local), axis=0)
+            if m == leading and n >= 3:
+                out.top_k = min(5, max(1, n // 3))  # small enough that a random order rarely shares it
+                out.stability = S.rank_stability(local, measures[m], out.top_k)
+            del local
+    d = S.direction_stats(deriv)  # all points, a chunk at a time
+    out.positive, out.negative, out.signed_mean = d["positive"], d["negative"], d["mean"]
+    return out

@@ -1,0 +1,120 @@
+"""The plan: what every requested method needs, where the arrays go, how large a chunk
+is. This is the only place the memory budget is split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..analysis import measures as M
+from ..analysis.agreement import tolerance
+from ..errors import ComputeError
+from ..sizes import format_bytes
+
+ARRAY_MODES = ("auto", "memory", "disk", "none")
+#: Points per chunk for the report's per-point views when arrays are not kept.
+PREVIEW_POINTS = 50
+
+
+@dataclass(frozen=True)
+class MethodPlan:
+    name: str  # jacobian | rows | finite_difference (a key of compute.methods.METHODS)
+    outputs: tuple[int, ...]  # output index of each row of the result
+    itemsize: int  # bytes per stored value
+    mode: str | None = None  # jacobian: auto | forward | reverse | a kernel name
+    scheme: str | None = None  # finite differences
+    step: float | str = "auto"  # finite differences, as the spec gave it
+    blocked: str | None = None  # why automatic differentiation cannot run, if it cannot
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to compute and how to split it. Built by :func:`make_plan`."""
+
+    methods: tuple[MethodPlan, ...]
+    points: int
+    n: int
+    budget: int
+    chunk_points: int
+    arrays: str  # memory | disk | none
+    array_bytes: int  # the full arrays of all methods together
+    spread: np.ndarray  # each input's std over all points (finite-difference steps, std-scaled)
+    guard: np.ndarray  # per output: |y| at or below which elasticity is undefined
+    rtol: float | None = None  # FD-vs-AD tolerance, when both run
+    compared: str | None = None  # the automatic method FD is compared with
+    fd_step: np.ndarray | None = None  # finite differences: every point's step [P, n], computed once
+
+    @property
+    def call_budget(self) -> int:
+        """Bytes the model calls inside one chunk may use (the rest holds the chunk's arrays)."""
+        return self.budget // 2
+
+    def method(self, name: str) -> MethodPlan | None:
+        return next((m for m in self.methods if m.name == name), None)
+
+    def describe(self) -> str:
+        where = {"memory": "kept in memory", "disk": "written to disk as .npy files chunk by chunk",
+                 "none": "not kept (measures computed by streaming over chunks)"}[self.arrays]
+        return (f"Derivative arrays ({format_bytes(self.array_bytes)} in all) {where}; chunks of {self.chunk_points} "
+                f"points under a memory budget of {format_bytes(self.budget)}.")
+
+
+def make_plan(
+    methods: list[MethodPlan],
+    points: np.ndarray,
+    outputs: np.ndarray,
+    *,
+    budget: int,
+    arrays: str = "auto",
+    ad_dtype: str = "float32",
+    rtol: float | None = None,
+    fd_dtype: str | None = None,
+) -> Plan:
+    """Estimate memory and decide storage and chunk size.
+
+    ``arrays='auto'`` keeps the arrays in memory when they take at most half the budget
+    and otherwise keeps none; ``memory`` insists (and fails with a clear message when
+    they cannot fit); ``disk`` writes them chunk by chunk to ``.npy`` files. ``rtol``
+    is the FD-vs-AD tolerance (default by the dtype, see :func:`tolerance`).
+    ``fd_dtype`` is the dtype finite differences evaluate in (their steps follow it).
+    """
+    from .. import engine
+
+    p, n = points.shape
+    per_point = sum(len(m.outputs) * n * m.itemsize for m in methods)
+    total = p * per_point
+    if arrays == "auto":
+        arrays = "memory" if total <= budget // 2 else "none"
+    if arrays == "memory" and total > budget // 2:
+        raise ComputeError(
+            "execution.arrays",
+            f"keeping the derivative arrays in memory needs {format_bytes(total)}, more than half the memory "
+            f"budget ({format_bytes(budget)}). Use execution.arrays: none (measures are streamed) or disk, "
+            "select fewer outputs (methods.rows), or raise execution.memory_budget.",
+        )
+    # a chunk's arrays (kept, plus agreement temporaries) get a quarter of the budget;
+    # the model calls inside a chunk get the rest
+    chunk = max(1, min(p, (budget // 4) // max(1, 3 * per_point)))
+    names = {m.name for m in methods}
+    compared = next((a for a in ("jacobian", "rows") if a in names), None) if "finite_difference" in names else None
+    spread = M.input_spread(points)
+    fd = next((m for m in methods if m.name == "finite_difference"), None)
+    steps = None
+    if fd is not None:
+        steps = engine.fd_step(points, fd.scheme or "central", fd_dtype or "float64", fd.step, spread=spread)
+        steps.flags.writeable = False
+    return Plan(
+        methods=tuple(methods),
+        points=p,
+        n=n,
+        budget=budget,
+        chunk_points=int(chunk),
+        arrays=arrays,
+        array_bytes=int(total),
+        spread=spread,
+        guard=M.elasticity_guard(outputs),
+        rtol=(rtol or tolerance(ad_dtype)) if compared else None,
+        compared=compared,
+        fd_step=steps,
+    )

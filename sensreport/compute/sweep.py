@@ -1,0 +1,188 @@
+"""Derivatives and their reductions over chunks of points: the local sweep.
+
+:func:`run_chunk` computes every planned method (:data:`~.methods.METHODS`) on one chunk
+and folds the results into a :class:`Partial` of streaming reductions (the analysis
+stage's accumulators); partials from different chunks (or machines, see
+:mod:`.ray`) combine with :meth:`Partial.merge`. :func:`sweep` is the local loop over
+chunks. The measures come out the same whatever the chunking, so a run that keeps no
+arrays reports the same numbers as one that does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import engine
+from ..analysis.agreement import AgreementAccumulator
+from ..analysis.measures import MeasureAccumulator, NonfiniteAccumulator
+from ..errors import ComputeError
+from .methods import METHODS
+from .plan import PREVIEW_POINTS, Plan
+
+
+@dataclass
+class MethodPartial:
+    """One method's reductions over the chunks seen so far, and how it ran."""
+
+    run: engine.MethodRun
+    measures: MeasureAccumulator
+    nonfinite: NonfiniteAccumulator
+
+    @property
+    def status(self) -> str:
+        return self.run.status
+
+    def merge(self, other: "MethodPartial") -> "MethodPartial":
+        self.run.merge(other.run)
+        self.measures.merge(other.measures)
+        self.nonfinite.merge(other.nonfinite)
+        return self
+
+
+@dataclass
+class Partial:
+    """Reductions of every method over some chunks; merge partials to combine chunks."""
+
+    methods: dict[str, MethodPartial]
+    agreement: AgreementAccumulator | None
+    points: int = 0
+
+    def merge(self, other: "Partial") -> "Partial":
+        for name, mp in other.methods.items():
+            self.methods[name].merge(mp)
+        if self.agreement is not None and other.agreement is not None:
+            self.agreement.merge(other.agreement)
+        self.points += other.points
+        return self
+
+
+def empty_partial(plan: Plan) -> Partial:
+    """A partial with nothing in it yet (the start of a merge)."""
+    methods = {
+        m.name: MethodPartial(engine.MethodRun(m.name),
+                              MeasureAccumulator(len(m.outputs), plan.n, plan.guard[list(m.outputs)]),
+                              NonfiniteAccumulator())
+        for m in plan.methods
+    }
+    agreement = AgreementAccumulator(plan.rtol) if plan.compared else None
+    return Partial(methods, agreement)
+
+
+Sink = Callable[[str, slice, np.ndarray], None]
+
+
+def run_chunk(
+    target: engine.Target,
+    plan: Plan,
+    x: np.ndarray,
+    y: np.ndarray,
+    offset: int,
+    *,
+    sink: Sink | None = None,
+    skip: set[str] | frozenset[str] = frozenset(),
+    progress: engine.Progress | None = None,
+) -> Partial:
+    """Compute every planned method at points ``offset .. offset + len(x)`` and reduce.
+
+    ``sink(method, point_slice, values)`` receives the raw values when arrays are kept.
+    Methods in ``skip`` (already failed) are not attempted again. A method that fails
+    here is marked failed with its reason; the others go on.
+    """
+    partial = empty_partial(plan)
+    partial.points = len(x)
+    sl = slice(offset, offset + len(x))
+    values: dict[str, np.ndarray] = {}
+    for mp in plan.methods:
+        part = partial.methods[mp.name]
+        if mp.blocked:
+            part.run.fail(mp.blocked)
+            continue
+        if mp.name in skip:
+            part.run.fail("failed on an earlier chunk")
+            continue
+        try:
+            d = METHODS[mp.name].run(target, x, mp, plan, sl, progress)
+        except ComputeError:
+            raise
+        except engine.NotDifferentiableError as exc:
+            part.run.fail(f"TensorFlow found {exc}.")
+            continue
+        except Exception as exc:  # noqa: BLE001 - a method failure is reported, not a crash
+            where = f" (points {sl.start}-{sl.stop - 1})" if offset else ""
+            part.run.fail(f"{type(exc).__name__}: {engine.first_line(exc)}{where}")
+            continue
+        part.run = d.run
+        part.measures.update(d.values, x.reshape(len(x), -1), y[:, list(mp.outputs)])
+        part.nonfinite.update(d.values, offset)
+        values[mp.name] = d.values
+        if sink is not None:
+            sink(mp.name, sl, d.values)
+    if partial.agreement is not None and plan.compared in values and "finite_difference" in values:
+        ad_plan = plan.method(plan.compared)
+        partial.agreement.update(values[plan.compared], values["finite_difference"][:, list(ad_plan.outputs), :], offset)
+    return partial
+
+
+def sweep(
+    target: engine.Target,
+    plan: Plan,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    sink: Sink | None = None,
+    progress: engine.Progress | None = None,
+) -> Partial:
+    """Run :func:`run_chunk` over all points, chunk by chunk, and merge the partials."""
+    total = empty_partial(plan)
+    failed: set[str] = set()
+    for start in range(0, len(x), plan.chunk_points):
+        part = run_chunk(target, plan, x[start : start + plan.chunk_points], y[start : start + plan.chunk_points],
+                         start, sink=sink, skip=failed, progress=progress)
+        total.merge(part)
+        failed |= {name for name, mp in total.methods.items() if mp.status != "ok"}
+    return total
+
+
+class ArrayStore:
+    """Where raw derivative values go: numpy arrays in memory, ``.npy`` files on disk, or nowhere.
+
+    In every mode the first :data:`PREVIEW_POINTS` points are kept in memory as a
+    preview for the report's per-point views.
+    """
+
+    def __init__(self, plan: Plan, folder: Path | None = None):
+        self.plan = plan
+        self.folder = folder
+        self.arrays: dict[str, np.ndarray] = {}
+        self.paths: dict[str, Path] = {}
+        self.preview: dict[str, np.ndarray] = {}
+        keep = min(plan.points, PREVIEW_POINTS)
+        for m in plan.methods:
+            shape = (plan.points, len(m.outputs), plan.n)
+            dtype = np.float64 if m.itemsize == 8 else np.float32
+            if plan.arrays == "memory":
+                self.arrays[m.name] = np.empty(shape, dtype)
+            elif plan.arrays == "disk":
+                if folder is None:
+                    raise ValueError("execution.arrays: disk needs a folder to write to")
+                path = folder / f"{m.name}.npy"
+                self.arrays[m.name] = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+                self.paths[m.name] = path
+            self.preview[m.name] = np.full((keep, len(m.outputs), plan.n), np.nan, dtype)
+
+    def __call__(self, name: str, sl: slice, values: np.ndarray) -> None:
+        if name in self.arrays:
+            self.arrays[name][sl] = values
+        keep = len(self.preview[name])
+        if sl.start < keep:
+            stop = min(sl.stop, keep)
+            self.preview[name][sl.start : stop] = values[: stop - sl.start]
+
+    def flush(self) -> None:
+        for name, arr in self.arrays.items():
+            if isinstance(arr, np.memmap):
+                arr.flush()

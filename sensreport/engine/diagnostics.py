@@ -1,0 +1,42 @@
+"""Diagnostics of a traced model: ops that block or zero automatic derivatives."""
+
+from __future__ import annotations
+
+from .target import Target
+
+#: Ops through which TensorFlow has no derivative at all: gradients come out as None or 0.
+NO_GRADIENT_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
+#: Ops whose derivative TensorFlow defines as zero (or blocks on purpose).
+ZERO_GRADIENT_OPS = frozenset({"StopGradient", "PreventGradient", "Round", "Rint", "Floor", "Ceil", "Sign"})
+_HARMLESS_OPS = frozenset({"Placeholder", "NoOp"})
+
+
+def gradient_blockers(target: Target) -> dict[str, list[str]]:
+    """Op types in the traced model that block or zero automatic derivatives.
+
+    Returns ``{"none": [...], "zero": [...], "unregistered": [...]}``: ops TensorFlow
+    cannot differentiate (``tf.numpy_function``, ``tf.py_function``), ops whose
+    derivative is defined as zero (``tf.stop_gradient``, rounding), and ops with no
+    registered gradient at all (typically custom ops). Nested function bodies (loops,
+    ``tf.map_fn``) are searched too. An eagerly evaluated black box blocks everything.
+    """
+    from tensorflow.python.framework import ops as tf_ops
+
+    found: dict[str, set[str]] = {"none": set(), "zero": set(), "unregistered": set()}
+    kernel = target.kernel("evaluate", target.dtype)
+    if target.eager:
+        found["none"].add("(not traceable by TensorFlow)")
+    else:
+        graph_def = kernel.graph.as_graph_def()
+        nodes = list(graph_def.node) + [nd for fn in graph_def.library.function for nd in fn.node_def]
+        for node in nodes:
+            if node.op in NO_GRADIENT_OPS:
+                found["none"].add(node.op)
+            elif node.op in ZERO_GRADIENT_OPS:
+                found["zero"].add(node.op)
+            elif node.op not in _HARMLESS_OPS and not node.op.startswith("TensorList"):
+                try:
+                    tf_ops._gradient_registry.lookup(node.op)
+                except LookupError:
+                    found["unregistered"].add(node.op)
+    return {k: sorted(v) for k, v in found.items()}

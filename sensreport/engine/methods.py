@@ -1,0 +1,388 @@
+"""The engine's three methods on a :class:`~sensreport.engine.target.Target`: full
+Jacobians, selected rows and finite differences, each batched and chunked to fit a
+memory budget, and the record of how each ran."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .chunks import Progress, check_fits, plan_chunks, sweep_basis
+from .kernels import FULL_KERNELS, strategy_name
+from .runtime import NotDifferentiableError, as_numpy, default_memory_budget, first_line, tensorflow
+from .target import Target
+from .xla import autotune_xla
+
+#: ``mode`` values: ``auto`` picks the direction by shape; ``forward`` and ``reverse`` use
+#: the vectorized kernel and fall back to the tiled one; the last four name one kernel.
+MODES = ("auto", "forward", "reverse", "forward-pfor", "forward-tiled", "reverse-pfor", "reverse-tiled")
+#: What each direction tries, in order; the tiled reverse kernel needs neither pfor nor
+#: forward-mode rules, so it is everyone's last resort.
+KERNEL_ORDER = {
+    "forward": ("forward-pfor", "forward-tiled", "reverse-tiled"),
+    "reverse": ("reverse-pfor", "reverse-tiled"),
+}
+
+
+@dataclass
+class MethodRun:
+    """How one method ran: the kernel, dtype, times, calls and notes, or why it failed.
+
+    The engine fills one per call; the sweep merges the chunks' records
+    (:meth:`merge`), and the results keep the merged one: the same record all the way.
+    """
+
+    method: str  # jacobian | rows | finite_difference
+    status: str = "ok"  # ok | failed
+    reason: str | None = None
+    strategy: str | None = None
+    dtype: str | None = None
+    seconds: float = 0.0
+    first_call_seconds: float | None = None
+    calls: int = 0
+    chunk_points: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def fail(self, reason: str) -> None:
+        self.status, self.reason = "failed", reason
+
+    def merge(self, other: "MethodRun") -> "MethodRun":
+        """Add another chunk's record (times and calls add up; the first failure stays)."""
+        if other.status != "ok" and self.status == "ok":
+            self.fail(other.reason or "failed")
+        self.seconds += other.seconds
+        if self.first_call_seconds is None:
+            self.first_call_seconds = other.first_call_seconds
+        self.calls += other.calls
+        self.chunk_points = max(self.chunk_points, other.chunk_points)
+        self.strategy = self.strategy or other.strategy
+        self.dtype = self.dtype or other.dtype
+        self.notes = list(dict.fromkeys(self.notes + other.notes))
+        return self
+
+
+@dataclass
+class Derivative:
+    """A derivative array and how it was obtained.
+
+    ``values`` is ``[P, k, n]`` (points, outputs, inputs) and read-only (when one call
+    computed it, it is a view of TensorFlow's result, not a copy; ``np.array(values)``
+    gives a writable copy). ``run.seconds`` is the whole wall time including the first
+    call, ``run.first_call_seconds`` the time of the first chunk (which includes tracing).
+    ``step`` is the finite-difference step of every point and input, ``[P, n]``.
+    """
+
+    values: np.ndarray
+    run: MethodRun
+    step: np.ndarray | None = None
+
+    # the record's fields, read directly (``d.strategy``)
+    method = property(lambda self: self.run.method)
+    strategy = property(lambda self: self.run.strategy)
+    seconds = property(lambda self: self.run.seconds)
+    first_call_seconds = property(lambda self: self.run.first_call_seconds)
+    calls = property(lambda self: self.run.calls)
+    chunk_points = property(lambda self: self.run.chunk_points)
+    notes = property(lambda self: self.run.notes)
+    dtype = property(lambda self: self.run.dtype)
+
+
+def select_kernel(target: Target, order) -> tuple[str, Any, list[str]]:
+    """The first kernel in ``order`` that traces for ``target``: (name, kernel, notes)."""
+    notes: list[str] = []
+    for i, kind in enumerate(order):
+        try:
+            return kind, target.kernel(kind, target.dtype), notes
+        except NotDifferentiableError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. an op without a forward-mode or pfor rule
+            if i == len(order) - 1:
+                raise
+            notes.append(f"{strategy_name(kind)} could not be traced ({first_line(exc)}); "
+                         f"{strategy_name(order[i + 1])} was used.")
+    raise ValueError("no kernel to try")  # pragma: no cover
+
+
+def choose_mode(n: int, m: int) -> str:
+    """Forward mode when there are fewer inputs than outputs, reverse otherwise.
+
+    Forward mode costs about one JVP per input, reverse mode one VJP per output; a
+    VJP costs a little more than a JVP, so ties go to forward.
+    """
+    return "forward" if n <= m else "reverse"
+
+
+def jacobian(
+    target: Target,
+    points: np.ndarray,
+    *,
+    mode: str = "auto",
+    memory_budget: int | None = None,
+    key: str = "methods.jacobian",
+    progress: Progress | None = None,
+) -> Derivative:
+    """Full Jacobians ``[P, m, n]`` of ``target`` at every point, by automatic differentiation.
+
+    Parameters
+    ----------
+    target : Target
+    points : ndarray, shape [P, n] (or [P, *input_shape])
+    mode : str
+        ``auto`` picks forward mode when ``n <= m`` and reverse mode otherwise;
+        ``forward`` and ``reverse`` use the vectorized kernel (``forward-pfor``: JVPs
+        vectorized over tangents; ``reverse-pfor``: ``batch_jacobian``) and fall back to
+        the tiled one when an op cannot be vectorized; the four kernel names force one
+        kernel (with the tiled fallback, noted in ``notes``).
+    memory_budget : int, optional
+        Bytes one computation may use; default a quarter of available memory. The
+        result array must fit in it; model calls are chunked to fit.
+    progress : callable, optional
+        Called with the number of points finished after each chunk.
+    """
+    tf = tensorflow()
+    x = np.asarray(points, dtype=target.dtype).reshape(len(points), target.n)
+    if target.output_shape is None:
+        target.evaluate(x[:1])
+    n, m, p = target.n, target.m, len(x)
+    budget = memory_budget or default_memory_budget()
+    check_fits(key, (p, m, n), np.dtype(target.dtype).itemsize, budget, "Jacobian array")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    direction = choose_mode(n, m) if mode == "auto" else mode.split("-")[0]
+    order = KERNEL_ORDER[direction] if mode in ("auto", "forward", "reverse") else (mode, "reverse-tiled")
+
+    def plan(direction: str) -> tuple[int, int, int]:
+        width = n if direction == "forward" else m
+        return (width, *plan_chunks(width, target.row_bytes(), p, budget))
+
+    width, per_call, basis = plan(direction)
+    if basis >= width:
+        # the whole basis in one call: batch_jacobian without the gather, JVPs of the
+        # identity's columns (traced instead of, not as well as, the indexed kernel:
+        # tracing pfor is most of a first call)
+        order = tuple(FULL_KERNELS.get(k, k) for k in order)
+    kind, kernel, notes = select_kernel(target, order)
+    strategy = strategy_name(kind)
+    if strategy.split("-")[0] != direction:  # fell back to the other direction
+        direction = strategy.split("-")[0]
+        width, per_call, basis = plan(direction)
+    t_start = time.perf_counter()
+
+    def probe():
+        return tf.constant(x[:per_call])
+
+    if kind in FULL_KERNELS.values():
+        notes += autotune_xla(target, kind, lambda: (probe(),))
+        full = target.kernel(kind, target.dtype)
+
+        def call(sl, idx):
+            return as_numpy(full(tf.constant(x[sl])))
+    else:
+        notes += autotune_xla(target, kind, lambda: (probe(), tf.constant(np.arange(basis), tf.int32)))
+        kernel = target.kernel(kind, target.dtype)
+
+        def call(sl, idx):
+            return as_numpy(kernel(tf.constant(x[sl]), tf.constant(idx, tf.int32)))
+
+    axis = 2 if direction == "forward" else 1
+    out, first, calls = sweep_basis(x, (p, m, n), target.dtype, per_call, width, basis, axis, call, progress)
+    return Derivative(
+        values=out,
+        run=MethodRun(
+            method="jacobian",
+            strategy=strategy,
+            seconds=time.perf_counter() - t_start,
+            first_call_seconds=first,
+            calls=calls,
+            chunk_points=per_call,
+            notes=list(target.notes) + notes,
+            dtype=target.dtype,
+        ),
+    )
+
+
+def rows(
+    target: Target,
+    points: np.ndarray,
+    outputs: list[int],
+    *,
+    memory_budget: int | None = None,
+    key: str = "methods.rows",
+    progress: Progress | None = None,
+) -> Derivative:
+    """Gradients of the selected outputs at every point: ``[P, k, n]``.
+
+    Reverse mode (the usual case, ``k < n``): one call per chunk computes the ``k``
+    selected gradients for all the chunk's points; the other outputs' derivatives are
+    never formed. When there are at most as many inputs as selected outputs
+    (``n <= k``), ``n`` JVPs cost less than ``k`` VJPs: forward mode runs instead (each
+    JVP gives every output's column at once) and the selected outputs are kept.
+    """
+    tf = tensorflow()
+    x = np.asarray(points, dtype=target.dtype).reshape(len(points), target.n)
+    if target.output_shape is None:
+        target.evaluate(x[:1])
+    n, p, k = target.n, len(x), len(outputs)
+    budget = memory_budget or default_memory_budget()
+    check_fits(key, (p, k, n), np.dtype(target.dtype).itemsize, budget, "rows array")
+    order = KERNEL_ORDER["reverse"]
+    if choose_mode(n, k) == "forward":
+        order = ("forward-pfor", "forward-tiled") + order
+    strategy, kernel, notes = select_kernel(target, order)
+    selected = np.asarray(outputs, dtype=np.int32)
+    forward = strategy.startswith("forward")
+    width = n if forward else k
+    per_call, basis = plan_chunks(width, target.row_bytes(), p, budget)
+    if forward:
+        def call(sl, idx):
+            return as_numpy(kernel(tf.constant(x[sl]), tf.constant(idx, tf.int32)))[:, selected, :]  # [b, k, c]
+    else:
+        def call(sl, idx):
+            return as_numpy(kernel(tf.constant(x[sl]), tf.constant(selected[idx])))
+
+    t_start = time.perf_counter()
+    out, first, calls = sweep_basis(x, (p, k, n), target.dtype, per_call, width, basis, 2 if forward else 1, call, progress)
+    return Derivative(
+        values=out,
+        run=MethodRun(
+            method="rows",
+            strategy=strategy,
+            seconds=time.perf_counter() - t_start,
+            first_call_seconds=first,
+            calls=calls,
+            chunk_points=per_call,
+            notes=list(target.notes) + notes,
+            dtype=target.dtype,
+        ),
+    )
+
+
+def fd_step(
+    points: np.ndarray, scheme: str, dtype: str, step: float | str = "auto", spread: np.ndarray | None = None
+) -> np.ndarray:
+    """The finite-difference step for every point and input, ``[P, n]``.
+
+    ``auto``: ``h[p, j] = eps ** (1/3) * max(|x[p, j]|, s[j])`` for central differences
+    and ``eps ** (1/2) * max(|x[p, j]|, s[j])`` for forward differences, where ``eps``
+    is the machine epsilon of the dtype the model computes in and ``s[j]`` is the
+    standard deviation of input ``j`` over the points (``spread``; 1 where it is zero). These
+    powers balance truncation error (``O(h^2)`` resp. ``O(h)``) against rounding
+    error (``O(eps / h)``) [Nocedal & Wright, Numerical Optimization, 2006, sec. 8.1].
+    A number is used as the absolute step for every input.
+    """
+    x = np.asarray(points, dtype=np.float64)
+    if step != "auto":
+        return np.full(x.shape, float(step))
+    eps = float(np.finfo(np.dtype(dtype)).eps)
+    power = 1.0 / 3.0 if scheme == "central" else 0.5
+    if spread is None:
+        spread = x.std(axis=0) if len(x) > 1 else np.zeros(x.shape[1])
+    spread = np.where(np.isfinite(spread) & (spread > 0), spread, 1.0)
+    return eps**power * np.maximum(np.abs(x), spread[None, :])
+
+
+def fd_dtype(target: Target) -> str:
+    """The dtype finite differences of ``target`` evaluate in: float64 when the model
+    computes in float64 given float64 inputs, else its own dtype."""
+    dtype = target.native_dtype("float64")
+    return dtype if dtype in ("float32", "float64") else target.dtype
+
+
+def finite_difference(
+    target: Target,
+    points: np.ndarray,
+    *,
+    scheme: str = "central",
+    step: float | str | np.ndarray = "auto",
+    memory_budget: int | None = None,
+    key: str = "methods.finite_difference",
+    progress: Progress | None = None,
+    spread: np.ndarray | None = None,
+) -> Derivative:
+    """Finite-difference Jacobians ``[P, m, n]`` (float64) from batched model calls.
+
+    Every point's ``2 n`` (central) or ``n + 1`` (forward) perturbed copies go through
+    the model together, as many points per call as the memory budget allows. The model
+    is evaluated in float64 when it computes in float64 given float64 inputs, otherwise
+    in its own dtype; the step follows that dtype (see :func:`fd_step`; ``spread`` is
+    each input's standard deviation over all points, computed from ``points`` when not
+    given; an array ``[P, n]`` gives every point's step, as :func:`fd_step` computed
+    it). The step actually applied is ``(x + h) - x`` in that dtype, so rounding of
+    ``x + h`` does not bias the quotient.
+    """
+    if scheme not in ("central", "forward"):
+        raise ValueError(f"scheme must be 'central' or 'forward', got {scheme!r}")
+    x64 = np.asarray(points, dtype=np.float64).reshape(len(points), target.n)
+    dtype = fd_dtype(target)
+    n, p = target.n, len(x64)
+    if target.output_shape is None:
+        target.evaluate(x64[:1].astype(dtype), dtype=dtype)
+    m = target.m
+    budget = memory_budget or default_memory_budget()
+    check_fits(key, (p, m, n), 8, budget, "finite-difference array")
+    if isinstance(step, np.ndarray):
+        h = np.asarray(step, dtype=np.float64).reshape(p, n)  # the caller's steps (computed once per run)
+    else:
+        h = fd_step(x64, scheme, dtype, step, spread=spread)
+    x = x64.astype(dtype)
+    plus = (x + h.astype(dtype)) - x
+    minus = x - (x - h.astype(dtype)) if scheme == "central" else np.zeros_like(x)
+    span = plus.astype(np.float64) + minus  # the quotients' denominators, exact in float64
+    copies = 2 if scheme == "central" else 1
+    per_call, basis = plan_chunks(copies * n + 1, target.row_bytes(dtype), p, budget)
+    cols_per_call = max(1, basis // copies)
+    evaluate = target.kernel("evaluate", dtype)
+    fd_kernel = None
+    if not target.eager:
+        try:
+            # perturbed copies built inside TensorFlow: no numpy copies of c * B rows
+            fd_kernel = target.kernel(f"fd-{scheme}", dtype)
+        except Exception:  # noqa: BLE001 - fall back to building the copies in numpy
+            fd_kernel = None
+
+    def call(sl, cols):
+        if fd_kernel is not None:
+            tf = tensorflow()
+            return as_numpy(fd_kernel(tf.constant(x[sl]), tf.constant(plus[sl]), tf.constant(minus[sl]),
+                                    tf.constant(span[sl]), tf.constant(cols, tf.int32)))  # [b, m, c]
+        xs, c = x[sl], len(cols)
+        eye = np.zeros((c, n), dtype=dtype)
+        eye[np.arange(c), cols] = 1
+        up = xs[:, None, :] + eye[None] * plus[sl, None, :]  # [b, c, n]
+        if scheme == "central":
+            down = xs[:, None, :] - eye[None] * minus[sl, None, :]
+            y = target.call(evaluate, np.concatenate([up, down], axis=1).reshape(-1, n)).astype(np.float64)
+            y = y.reshape(len(xs), 2, c, m)
+            diff = y[:, 0] - y[:, 1]
+        else:
+            y = target.call(evaluate, np.concatenate([up.reshape(-1, n), xs], axis=0)).astype(np.float64)
+            diff = y[: len(xs) * c].reshape(len(xs), c, m) - y[len(xs) * c :][:, None, :]
+        return np.transpose(diff / span[sl][:, cols][:, :, None], (0, 2, 1))  # [b, m, c]
+
+    t_start = time.perf_counter()
+    # the numpy fallback's result is a transposed view: placed into a C-ordered array
+    out, first, calls = sweep_basis(x, (p, m, n), np.float64, per_call, n, cols_per_call, 2, call, progress,
+                                   whole=fd_kernel is not None)
+    notes = list(target.notes)
+    if dtype != "float64":
+        notes.append(
+            f"The model computes in {dtype} even when given float64 inputs, so finite differences "
+            f"were evaluated in {dtype} (step and expected accuracy follow {dtype})."
+        )
+    return Derivative(
+        values=out,
+        run=MethodRun(
+            method="finite_difference",
+            strategy=f"{scheme}, batched",
+            seconds=time.perf_counter() - t_start,
+            first_call_seconds=first,
+            calls=calls,
+            chunk_points=per_call,
+            notes=notes,
+            dtype=dtype,
+        ),
+        step=h,
+    )

@@ -1,0 +1,153 @@
+"""From a spec to what the computation starts from: points, the loaded model, the
+outputs at the points, the names of inputs and outputs, and what blocks gradients."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import engine
+from ..errors import InputError
+from ..spec import Spec
+from .models import LoadedModel, load_model
+from .points import Points, index_names, load_points
+
+
+@dataclass
+class Prepared:
+    """The inputs stage's result: everything the plan and the sweep need."""
+
+    points: Points
+    loaded: LoadedModel
+    x: np.ndarray  # [P, *input_shape], as the model takes them
+    y: np.ndarray  # [P, m] float64, the outputs at the points
+    input_names: list[str]
+    output_names: list[str]
+    row_outputs: list[int]  # methods.rows: the selected outputs' indices
+    ad_blocked: str | None  # why automatic derivatives cannot run, if they cannot
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def target(self) -> engine.Target:
+        return self.loaded.target
+
+
+def prepare(spec: Spec, budget: int) -> Prepared:
+    """Load the points and the model, evaluate the model at the points, name everything."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    points = load_points(spec.points, spec.input_names)
+    timings["load_points"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    engine.tensorflow()
+    timings["import_tensorflow"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    loaded = load_model(spec.model, points.point_shape, jit_compile=spec.xla)
+    target = loaded.target
+    timings["load_model"] = time.perf_counter() - t0
+
+    x = _fit_points(points, target.input_shape)
+    input_names = _input_names(spec, points, target.input_shape)
+    t0 = time.perf_counter()
+    try:
+        y = target.evaluate(x, memory_budget=budget // 2).astype(np.float64)
+    except Exception as exc:  # noqa: BLE001 - user models fail in many ways
+        raise InputError(
+            f"model.{spec.model.kind}",
+            f"calling the model on the points (shape {[len(x), *target.input_shape]}) failed: {engine.first_line(exc)}",
+        ) from None
+    timings["evaluate"] = time.perf_counter() - t0
+    output_names = _output_names(spec, target)
+    row_idx = _row_indices(spec, output_names)
+    ad_blocked, warnings = None, []
+    if spec.jacobian_mode or row_idx:
+        ad_blocked, warnings = _gradient_findings(target)
+    return Prepared(points, loaded, x, y, input_names, output_names, row_idx, ad_blocked, warnings, timings)
+
+
+def _gradient_findings(target: engine.Target) -> tuple[str | None, list[str]]:
+    """Why automatic derivatives cannot run (or None), and warnings about ops that zero them."""
+    blockers = engine.gradient_blockers(target)
+    warnings = []
+    blocked = None
+    if blockers["none"]:
+        blocked = (
+            f"the model contains {', '.join(blockers['none'])} ops (tf.numpy_function / tf.py_function or "
+            "code TensorFlow cannot trace), through which TensorFlow has no derivative, so automatic "
+            "derivatives would be missing or silently zero. Use methods.finite_difference for this model."
+        )
+    if blockers["zero"]:
+        warnings.append(
+            f"The model contains {', '.join(blockers['zero'])} ops, whose derivative TensorFlow defines as "
+            "zero; automatic derivatives through them can differ from the true rate of change "
+            "(compare with finite differences)."
+        )
+    if blockers["unregistered"]:
+        warnings.append(
+            f"The model contains ops with no registered gradient ({', '.join(blockers['unregistered'])}); "
+            "automatic derivatives may be incomplete."
+        )
+    return blocked, warnings
+
+
+def _fit_points(points: Points, input_shape: tuple[int, ...]) -> np.ndarray:
+    """Points as ``[P, *input_shape]``; flat rows of the right length are reshaped."""
+    v = points.values
+    if v.shape[1:] == tuple(input_shape):
+        return v
+    n = int(np.prod(input_shape, dtype=np.int64))
+    if int(np.prod(v.shape[1:], dtype=np.int64)) == n:
+        return v.reshape((len(v),) + tuple(input_shape))
+    raise InputError(
+        points.source,
+        f"each point has shape {list(v.shape[1:])} ({int(np.prod(v.shape[1:]))} values) but the model "
+        f"takes inputs of shape {list(input_shape)} ({n} values)",
+    )
+
+
+def _input_names(spec: Spec, points: Points, shape: tuple[int, ...]) -> list[str]:
+    n = int(np.prod(shape, dtype=np.int64))
+    if spec.input_names:
+        if len(spec.input_names) != n:
+            raise InputError("inputs.names", f"{len(spec.input_names)} names given but the model has {n} inputs")
+        if points.names and list(points.names) != list(spec.input_names):
+            raise InputError(
+                "inputs.names",
+                f"the names differ from the CSV header ({', '.join(points.names)}); give the same names in "
+                "the same order, or leave inputs.names out to take them from the header",
+            )
+        return list(spec.input_names)
+    if points.names and len(points.names) == n:
+        return list(points.names)
+    return index_names("x", shape)
+
+
+def _output_names(spec: Spec, target) -> list[str]:
+    if spec.model.output_names:
+        if len(spec.model.output_names) != target.m:
+            raise InputError(
+                "model.output_names", f"{len(spec.model.output_names)} names given but the model has {target.m} outputs"
+            )
+        return list(spec.model.output_names)
+    return index_names("y", target.output_shape)
+
+
+def _row_indices(spec: Spec, output_names: list[str]) -> list[int]:
+    if not spec.rows_outputs:
+        return []
+    out = []
+    for i, o in enumerate(spec.rows_outputs):
+        key = f"methods.rows.outputs[{i}]"
+        if isinstance(o, int):
+            if not 0 <= o < len(output_names):
+                raise InputError(key, f"output index {o} is out of range: the model has {len(output_names)} outputs")
+            out.append(o)
+        elif o in output_names:
+            out.append(output_names.index(o))
+        else:
+            raise InputError(key, f"'{o}' is not an output name ({', '.join(output_names[:10])})")
+    return out

@@ -1,0 +1,92 @@
+"""What several report sections share, computed once per report: :class:`Context`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..analysis import summaries as S
+from ..analysis.measures import DEFINITIONS
+from ..analysis.pointstats import rankable_measures
+from ..compute.methods import METHODS
+from ..results import RunResult
+from .format import count_text
+
+
+#: What the report calls each method.
+METHOD_TITLES = {name: method.title for name, method in METHODS.items()}
+
+#: Each measure as a noun phrase for sentences ("… of its std-scaled sensitivity").
+NOUNS = {
+    "mean_abs": "mean |dy/dx|",
+    "rms": "RMS derivative",
+    "std_scaled": "std-scaled sensitivity",
+    "elasticity": "elasticity",
+    "positive_share": "share of positive derivatives",
+}
+
+#: Each measure's unit, for axis titles.
+UNITS = {
+    "mean_abs": "mean |dy/dx|",
+    "rms": "RMS dy/dx",
+    "std_scaled": "mean |dy/dx| × std(x)",
+    "elasticity": "mean |x/y · dy/dx|",
+    "positive_share": "share of points",
+}
+
+
+class Context:
+    """What several sections share, computed once."""
+
+    def __init__(self, result: RunResult):
+        r = result
+        self.result = r
+        self.names_in = list(r.input_names)
+        self.names_out = list(r.output_names)
+        self.n = len(self.names_in)
+        self.P = int(len(r.points))
+        self.outputs = list(r.measure_outputs)  # output index of each measure row
+        self.k = len(self.outputs)
+        shown = [m for m in r.shown_measures if m in r.measures]
+        self.shown = shown or [m for m in DEFINITIONS if m in r.measures]
+        self.rankable = rankable_measures(self.shown, r.measures, r.overall)
+        self.primary = r.leading_measure  # decided once, by the analysis stage
+        self.deriv, self.deriv_note = derivatives(r)
+        self.image = S.image_axes(r.input_shape)
+        ps = r.point_stats
+        self.spread = ps.spread if ps else {}  # measure -> [3, k, n] percentiles 25/50/75
+        self.spread_overall = ps.spread_overall if ps else {}  # measure -> [3, n]
+        self.signs = (ps.positive, ps.negative) if ps is not None and ps.positive is not None else None
+        self.signed_mean = ps.signed_mean if ps else None
+        self.stats_note = None
+        if ps is not None and ps.sampled is not None and ps.sampled < self.P:
+            self.stats_note = (f"The spread across points and the stability check use {ps.sampled:,} of the "
+                               f"{self.P:,} points, evenly spaced (a memory budget); the measures use all.")
+
+    def label(self, m: str) -> str:
+        return DEFINITIONS[m][0]
+
+
+def derivatives(result: RunResult) -> tuple[np.ndarray | None, str | None]:
+    """The per-point derivative array the measures came from, ``[P, k, n]``, or None with why."""
+    name = result.measure_source
+    if name is None:
+        return None, "No method produced derivatives, so there is nothing to rank or map."
+    m = result.methods[name]
+    if m.values is not None:
+        return m.values, None
+    return None, (f"The per-point derivatives of this run ({METHOD_TITLES[name].lower()}) were not kept, so "
+                  "per-point views, spreads across points and stability checks are not shown; the aggregate "
+                  "measures are.")
+
+
+def preview(result: RunResult) -> tuple[np.ndarray | None, str | None]:
+    """Derivatives for per-point views: all points, or the first ones the run kept as a preview."""
+    deriv, _ = derivatives(result)
+    if deriv is not None:
+        return deriv, None
+    name = result.measure_source
+    preview = getattr(result.methods[name], "preview", None) if name else None
+    if preview is not None and len(preview):
+        return preview, (f"Only the first {count_text(len(preview), 'point')} were kept; per-point views show those "
+                         "(the measures use all points).")
+    return None, None

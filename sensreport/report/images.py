@@ -1,0 +1,101 @@
+"""Image-shaped inputs: each output's sensitivity drawn as an image of the input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..analysis import summaries as S
+from .context import Context, preview
+from .figures import IMAGE_CLIP_PERCENTILE, SEQUENTIAL, figure
+from .format import plotly_text, round_list
+from .heatmaps import point_caption
+
+
+IMAGE_OUTPUTS = 20
+
+
+IMAGE_CELLS = 100_000  # pixels over all embedded per-point images
+
+
+def images_section(ctx: Context) -> dict | None:
+    r = ctx.result
+    if not ctx.image or not r.measure_source or "mean_abs" not in r.measures:
+        return None
+    shape = r.input_shape
+    axes = ctx.image
+    rows = list(range(min(ctx.k, IMAGE_OUTPUTS)))
+    notes = []
+    if ctx.k > len(rows):
+        notes.append(f"The first {len(rows)} of {ctx.k} outputs are drawn.")
+    if axes["reduced"]:
+        notes.append(f"Inputs of shape {list(shape)}: axis {', '.join(map(str, axes['reduced']))} "
+                     f"(channels) is averaged as mean |value|, so each pixel shows how much it matters in any channel.")
+    agg = S.to_image(np.asarray(r.measures["mean_abs"], float)[rows], shape)  # [k, H, W]
+    fig = image_grid(ctx, "img-aggregate", agg, rows, "Mean |dy/dx| per pixel", "mean |dy/dx|")
+    out = {"figures": [fig], "notes": notes + [
+        f"Each image is scaled to its own {IMAGE_CLIP_PERCENTILE:g}th percentile (1 on the colour bar), so the pattern of "
+        "every output is visible; brighter pixels beyond it are clipped. Hover shows exact values."]}
+    deriv, preview_note = preview(r)
+    if deriv is None:
+        out["point"] = None
+        out["point_note"] = ctx.deriv_note
+        return out
+    P = len(deriv)
+    per = max(1, IMAGE_CELLS // max(1, len(rows) * axes["height"] * axes["width"]))
+    shown = S.subsample_indices(P, per)
+    imgs = S.to_image(np.asarray(deriv[shown], dtype=np.float64)[:, rows], shape)  # [p, k, H, W]
+    scale = np.array([S.clip_range(imgs[:, i], IMAGE_CLIP_PERCENTILE)["high"] for i in range(len(rows))])
+    variants = {}
+    for i, p in enumerate(shown):
+        v = image_grid(ctx, "img-point", imgs[i], rows, "", "|dy/dx|", scale=scale)["spec"]["data"]
+        variants[str(i)] = {"data": [{"z": t["z"], "customdata": t["customdata"]} for t in v],
+                            "caption": point_caption(ctx, int(p), i, len(shown), P)}
+    pfig = image_grid(ctx, "img-point", imgs[0], rows, "|dy/dx| per pixel at one point", "|dy/dx|", scale=scale,
+                       variants=variants)
+    pnotes = [f"Each output's images share one scale over the points shown (its {IMAGE_CLIP_PERCENTILE:g}th percentile), "
+              "so brightness compares across points; brighter pixels are clipped."]
+    if len(shown) < P:
+        pnotes.append(f"Cell budget: {len(shown):,} of {P:,} points are embedded, evenly spaced; every point is in "
+                      "arrays.npz.")
+    if preview_note:
+        pnotes.append(preview_note)
+    out["point"] = {"fig": pfig, "count": len(shown), "caption": variants["0"]["caption"], "notes": pnotes}
+    return out
+
+
+def image_grid(ctx: Context, fid: str, images: np.ndarray, rows: list[int], title: str, what: str,
+                scale: np.ndarray | None = None, variants: dict | None = None) -> dict:
+    """One heatmap per output, laid out in a grid of square subplots sharing a 0-1 colour axis."""
+    k = len(rows)
+    ncol = min(k, 5)
+    nrow = math.ceil(k / ncol)
+    gap = 0.04
+    data, layout = [], {"height": 60 + 190 * nrow, "title": {"text": title, "x": 0, "xanchor": "left"},
+                        "coloraxis": {"colorscale": SEQUENTIAL, "cmin": 0, "cmax": 1,
+                                      "colorbar": {"title": {"text": "relative"}}},
+                        "annotations": []}
+    for i, row in enumerate(rows):
+        r_, c_ = divmod(i, ncol)
+        sfx = "" if i == 0 else str(i + 1)
+        top = 1 - r_ / nrow
+        dom_y = [max(0.0, top - 1 / nrow + gap), top - gap * 0.6]
+        dom_x = [c_ / ncol + gap / 2, (c_ + 1) / ncol - gap / 2]
+        img = images[i]
+        s = scale[i] if scale is not None else S.clip_range(img, IMAGE_CLIP_PERCENTILE)["high"]
+        s = s if s > 0 else 1.0
+        name = plotly_text(ctx.names_out[ctx.outputs[row]])
+        data.append({"type": "heatmap", "z": round_list(img / s, 3), "customdata": round_list(img, 4), "coloraxis": "coloraxis",
+                     "xaxis": f"x{sfx}", "yaxis": f"y{sfx}", "meta": name,
+                     "hovertemplate": "output %{meta}<br>row %{y}, column %{x}<br>" + what
+                     + " %{customdata:.4g}<extra></extra>"})
+        layout[f"xaxis{sfx}"] = {"domain": dom_x, "showticklabels": False, "showgrid": False, "zeroline": False,
+                                 "ticks": "", "anchor": f"y{sfx}", "constrain": "domain"}
+        layout[f"yaxis{sfx}"] = {"domain": dom_y, "showticklabels": False, "showgrid": False, "zeroline": False,
+                                 "ticks": "",
+                                 "anchor": f"x{sfx}", "autorange": "reversed", "scaleanchor": f"x{sfx}",
+                                 "constrain": "domain"}
+        layout["annotations"].append({"text": name, "x": (dom_x[0] + dom_x[1]) / 2, "y": dom_y[1], "xref": "paper",
+                                      "yref": "paper", "showarrow": False, "yanchor": "bottom", "font": {"size": 12}})
+    return figure(fid, data, layout, variants=variants, controls=["img-point"] if variants else None, table="matrix")

@@ -1,0 +1,118 @@
+"""Assemble the report's structure as plain data (:func:`build_report`) and render it (:func:`render_report`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..analysis.measures import DEFINITIONS
+from ..results import RunResult
+from .agreement import agreement_section
+from .baseline import baseline_section
+from .checks import check_rows, verdict_banner
+from .context import METHOD_TITLES, NOUNS, Context
+from .environment import environment, plotly_script
+from .figures import PLOT_CONFIG
+from .format import date_text, to_json
+from .heatmaps import heatmaps_section
+from .images import images_section
+from .provenance import definitions, provenance_section, spec_filename
+from .rankings import rankings_section
+from .summary import summary_section
+
+
+
+
+def build_report(result: RunResult) -> dict[str, Any]:
+    """The report's structure as plain data: sections, sentences, tables and figure specs.
+
+    Everything in it comes from ``result``; nothing here is HTML. Figure specs carry
+    ``variants`` (patches a control selects: a point, a measure, an output) so that the
+    page's script only switches between numbers decided here.
+    """
+    ctx = Context(result)
+    r = result
+    rankings = rankings_section(ctx)
+    heatmaps = heatmaps_section(ctx)
+    images = images_section(ctx)
+    agreement = agreement_section(ctx)
+    figures: dict[str, Any] = {}
+
+    def collect(fig):
+        if fig:
+            figures[fig["id"]] = fig["spec"]
+
+    if rankings:
+        collect(rankings["figure"])
+    for sec in (heatmaps, images):
+        if sec:
+            for f in sec["figures"]:
+                collect(f["fig"] if "fig" in f else f)
+            if sec.get("point"):
+                collect(sec["point"]["fig"])
+            if sec.get("rows"):
+                collect(sec["rows"]["fig"])
+    for f in agreement["figures"]:
+        collect(f["fig"])
+    downloads = {"spec": {"filename": spec_filename(r), "mime": "text/yaml", "text": r.spec_text}}
+    if rankings:
+        downloads["rankings"] = {"filename": rankings["csv"]["filename"], "mime": "text/csv",
+                                 "text": rankings["csv"]["text"]}
+    methods = [
+        {"name": METHOD_TITLES[name], "status": m.status, "reason": m.reason, "strategy": m.run.strategy,
+         "dtype": m.run.dtype, "seconds": m.run.seconds if m.status == "ok" else None,
+         "first_call": m.run.first_call_seconds, "calls": m.run.calls}
+        for name, m in r.methods.items()
+    ]
+    table = None
+    if rankings:
+        table = {"columns": rankings["csv"]["columns"], "measures": [c["key"] for c in rankings["columns"]],
+                 "labels": {m: ctx.label(m) for m in DEFINITIONS}, "rankable": ctx.rankable,
+                 "spread": [m for m in ctx.rankable if m in ctx.spread],
+                 "views": {v["value"]: ({"scope": "overall", "output": ""} if v["value"] == "overall" else
+                                        {"scope": "output", "output": ctx.names_out[ctx.outputs[int(v["value"][1:])]]})
+                           for v in rankings["view_options"]}}
+    payload = {"figures": figures, "downloads": downloads, "table": table, "config": PLOT_CONFIG}
+    prov = r.provenance
+    return {
+        "title": r.title or "Sensitivity report",
+        "description": r.description,
+        "created": date_text(prov.get("created")),
+        "status": r.status,
+        "model": r.model,
+        "points": ctx.P,
+        "n_inputs": ctx.n,
+        "n_outputs": len(ctx.names_out),
+        "input_shape": list(r.input_shape),
+        "measure_source": METHOD_TITLES.get(r.measure_source or "", "none"),
+        "primary": ctx.label(ctx.primary) if ctx.primary else None,
+        "primary_noun": NOUNS[ctx.primary] if ctx.primary else None,
+        "measure_source_short": {"jacobian": "full Jacobian", "rows": "selected rows (gradients)",
+                                 "finite_difference": "finite differences"}.get(r.measure_source or "", "—"),
+        "summary": summary_section(ctx),
+        "verdict": verdict_banner(r),
+        "checks": check_rows(r),
+        "notes": list(r.notes),
+        "methods": methods,
+        "rankings": rankings and {k: v for k, v in rankings.items() if k != "csv"} | {
+            "csv_filename": rankings["csv"]["filename"]},
+        "spec_filename": downloads["spec"]["filename"],
+        "no_measures_note": ctx.deriv_note if not ctx.primary else None,
+        "heatmaps": heatmaps,
+        "images": images,
+        "agreement": agreement,
+        "baseline": baseline_section(r),
+        "provenance": provenance_section(r),
+        "definitions": definitions(ctx),
+        "figure_ids": list(figures),
+        "payload_json": to_json(payload),
+    }
+
+
+def render_report(result: RunResult, plotlyjs: str = "inline", templates: Path | None = None) -> str:
+    """The complete HTML page; ``plotlyjs='inline'`` embeds plotly.js so it opens offline.
+
+    ``templates`` is a folder whose templates replace the built-in ones of the same name.
+    """
+    return environment(templates).get_template("report.html.j2").render(report=build_report(result),
+                                                                         plotly=plotly_script(plotlyjs))

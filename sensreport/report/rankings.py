@@ -1,0 +1,130 @@
+"""The rankings section: top inputs per output and overall, with the spread across points, and its CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+
+from ..analysis import stats
+from ..analysis.measures import UNITLESS
+from ..analysis.stats import ranking
+from .context import Context, UNITS
+from .figures import BLACK, BLUE, GREY, figure, ticks
+from .format import csv_cell, exact, format_number, plotly_text, round_list
+
+
+TOP_BARS = 15  # ranking charts show the top 15 inputs plus one "all other N inputs" bar
+
+
+SELECT_OUTPUTS = 100  # outputs offered in the ranking selector (all are in the CSV)
+
+
+def rankings_section(ctx: Context) -> dict | None:
+    if not ctx.primary:
+        return None
+    views = [("overall", "Overall (all outputs, equal weight)", None)] if ctx.k > 1 else []
+    views += [(f"o{row}", ctx.names_out[o], row) for row, o in enumerate(ctx.outputs[:SELECT_OUTPUTS])]
+    variants = {}
+    for m in ctx.rankable:
+        for key, label, row in views:
+            variants[f"{m}|{key}"] = ranking_variant(ctx, m, row, label)
+    first = variants[f"{ctx.primary}|{views[0][0]}"]
+    fig = figure("ranking", first["data"], first["layout"], variants=variants, controls=["rank-measure", "rank-view"])
+    notes = ["Bars: the measure over all points. Dot and whisker: the median and interquartile range (25th to 75th "
+             "percentile) of the per-point values, i.e. how much the input's effect varies from point to point."]
+    if not ctx.spread:
+        notes = ["Bars: the measure over all points. " + (ctx.deriv_note or "One point only: no spread across points.")]
+    if ctx.stats_note:
+        notes.append(ctx.stats_note)
+    if ctx.n > TOP_BARS + 1:
+        notes.append(f"The {TOP_BARS} largest inputs are drawn; one more bar adds up the other {ctx.n - TOP_BARS}. "
+                     "The table lists every input.")
+    if ctx.k > SELECT_OUTPUTS:
+        notes.append(f"The selector offers the first {SELECT_OUTPUTS} of {ctx.k} outputs; the CSV holds all of them.")
+    columns, text = rankings_csv(ctx)
+    return {
+        "figure": fig,
+        "notes": notes,
+        "measure_options": [{"value": m, "label": ctx.label(m)} for m in ctx.rankable],
+        "view_options": [{"value": key, "label": label} for key, label, _ in views],
+        "csv": {"filename": "sensitivity-rankings.csv", "text": text, "columns": columns},
+        "columns": [{"key": m, "label": ctx.label(m)} for m in ctx.shown],
+    }
+
+
+def ranking_variant(ctx: Context, m: str, row: int | None, view_label: str) -> dict:
+    r = ctx.result
+    values = np.asarray(r.overall[m] if row is None else r.measures[m][row], dtype=np.float64)
+    order = ranking(values)
+    top = order[:TOP_BARS] if ctx.n > TOP_BARS + 1 else order
+    rest = order[len(top):]
+    raw = [ctx.names_in[j] for j in top]
+    names = [plotly_text(n) for n in raw]
+    x = [values[j] for j in top]
+    colours = [BLUE] * len(top)
+    if rest:
+        raw.append(f"all other {len(rest):,} inputs (sum)")
+        names.append(raw[-1])
+        x.append(float(np.nansum(values[rest])))
+        colours.append(GREY)
+    data = [{"type": "bar", "orientation": "h", "x": round_list(np.array(x)), "y": names, "name": ctx.label(m),
+             "marker": {"color": colours}, "hovertemplate": "%{y}: %{x:.4g}<extra></extra>"}]
+    spread = ctx.spread_overall.get(m) if row is None else (ctx.spread[m][:, row] if m in ctx.spread else None)
+    if spread is not None:
+        q = spread[:, top]
+        data.append({
+            "type": "scatter", "mode": "markers", "x": round_list(q[1]), "y": names[:len(top)],
+            "name": "median and interquartile range across points",
+            "marker": {"color": BLACK, "size": 7, "symbol": "diamond"},
+            "error_x": {"type": "data", "symmetric": False, "array": round_list(q[2] - q[1]),
+                        "arrayminus": round_list(q[1] - q[0]), "color": BLACK, "thickness": 1.5, "width": 4},
+            "hovertemplate": "%{y}: median %{x:.4g} across points<extra></extra>",
+        })
+    what = "share of sensitivity, averaged over outputs" if row is None and m not in UNITLESS else UNITS[m]
+    title = f"{plotly_text(view_label)}: {ctx.label(m)}"
+    xaxis = {"title": {"text": what}, "rangemode": "tozero", "zeroline": True, "automargin": True}
+    # a long tail of small inputs can sum to more than the top bars: cut that bar at the axis end, label its value
+    reach = [v for v in x[:len(top)] if np.isfinite(v)] + ([float(np.nanmax(spread[2, top]))] if spread is not None
+                                                           and np.isfinite(spread[2, top]).any() else [])
+    annotations = []
+    if rest and reach and np.isfinite(x[-1]) and x[-1] > 1.6 * max(reach) > 0:
+        xaxis["range"] = [0, 1.25 * max(reach)]
+        annotations.append({"x": xaxis["range"][1], "y": names[-1], "xref": "x", "yref": "y", "xanchor": "right",
+                            "text": f"{format_number(x[-1])} →", "showarrow": False,
+                            "font": {"color": "#ffffff", "size": 12}})
+        title += " (last bar cut at the axis end)"
+    layout = {"title": {"text": title, "x": 0, "xanchor": "left"}, "height": 110 + 24 * len(names),
+              "xaxis": xaxis, "annotations": annotations,
+              "yaxis": {"automargin": True, "autorange": "reversed", "type": "category", **ticks(raw)},
+              "showlegend": spread is not None,
+              "legend": {"orientation": "h", "x": 1, "xanchor": "right", "y": 1.0, "yanchor": "bottom"},
+              "bargap": 0.25}
+    return {"data": data, "layout": layout}
+
+
+def rankings_csv(ctx: Context) -> tuple[list[str], str]:
+    """Every view's table as CSV: measures exactly as in results.json, ranks, spread across points."""
+    r = ctx.result
+    measures = ctx.shown + [m for m in ctx.rankable if m not in ctx.shown]
+    spread_cols = [m for m in ctx.rankable if m in ctx.spread]
+    columns = (["scope", "output", "input"] + [f"rank_{m}" for m in ctx.rankable] + measures
+               + [f"{m}_{q}" for m in spread_cols for q in ("p25", "p75")])
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    views = ([("overall", "", None)] if ctx.k > 1 else []) + [("output", ctx.names_out[o], row)
+                                                              for row, o in enumerate(ctx.outputs)]
+    for scope, out_name, row in views:
+        vals = {m: np.asarray(r.overall[m] if row is None else r.measures[m][row], float) for m in measures}
+        ranks = {m: stats.rank_positions(vals[m]) for m in ctx.rankable}
+        for j in ranking(vals[ctx.primary]):
+            cells = [scope, csv_cell(out_name), csv_cell(ctx.names_in[j])]
+            cells += [int(ranks[m][j]) for m in ctx.rankable]
+            cells += [exact(vals[m][j]) for m in measures]
+            for m in spread_cols:
+                q = ctx.spread_overall[m] if row is None else ctx.spread[m][:, row]
+                cells += [exact(q[0, j], 6), exact(q[2, j], 6)]
+            w.writerow(cells)
+    return columns, buf.getvalue()

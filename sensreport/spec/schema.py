@@ -1,0 +1,267 @@
+"""The spec's JSON Schema, its measures and the checks' defaults: what a spec may say."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MEASURES = ("mean_abs", "rms", "std_scaled", "elasticity", "positive_share")
+
+_DIST = {
+    "type": "object",
+    "description": "A distribution: {uniform: [low, high]} or {normal: [mean, std]}.",
+    "properties": {
+        "uniform": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+        "normal": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+    },
+    "additionalProperties": False,
+}
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://sensreport.invalid/spec-v1.json",
+    "title": "sensreport spec",
+    "description": "A sensitivity-analysis run: the model, the input points, the methods and the report.",
+    "type": "object",
+    "required": ["model", "inputs", "methods"],
+    "additionalProperties": False,
+    "properties": {
+        "version": {"const": 1, "description": "Spec format version; 1."},
+        "title": {"type": "string", "description": "Report title."},
+        "description": {"type": "string", "description": "Markdown shown at the top of the report."},
+        "model": {
+            "type": "object",
+            "description": "Exactly one of keras, saved_model, callable.",
+            "additionalProperties": False,
+            "properties": {
+                "keras": {"type": "string", "description": "Path to a .keras file."},
+                "saved_model": {"type": "string", "description": "Path to a SavedModel directory."},
+                "callable": {
+                    "type": "string",
+                    "description": "FILE.py:NAME or package.module:NAME, a function of a tf tensor.",
+                },
+                "signature": {"type": "string", "description": "SavedModel signature (default serving_default)."},
+                "input_key": {"type": "string", "description": "SavedModel signature input to differentiate."},
+                "output_key": {"type": "string", "description": "SavedModel signature output to differentiate."},
+                "batched": {
+                    "type": "boolean",
+                    "description": "callable only: true if the function takes a batch of points.",
+                },
+                "dtype": {
+                    "enum": ["float32", "float64"],
+                    "description": "callable only: dtype of derivatives (default float64).",
+                },
+                "output_names": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            },
+        },
+        "inputs": {
+            "type": "object",
+            "required": ["points"],
+            "additionalProperties": False,
+            "properties": {
+                "names": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                "points": {
+                    "type": "object",
+                    "description": "Exactly one of values, csv, npy, sample.",
+                    "additionalProperties": False,
+                    "properties": {
+                        "values": {"type": "array", "minItems": 1, "description": "A list of points."},
+                        "csv": {"type": "string", "description": "CSV file; the header gives input names."},
+                        "npy": {"type": "string", "description": ".npy file of shape [points, *input_shape]."},
+                        "sample": {
+                            "type": "object",
+                            "required": ["n", "distributions"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "n": {"type": "integer", "minimum": 1},
+                                "seed": {"type": "integer", "minimum": 0},
+                                "distributions": {
+                                    "type": "object",
+                                    "description": "Input name -> distribution; 'default' applies to the rest.",
+                                    "additionalProperties": _DIST,
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+        "methods": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "jacobian": {
+                    "type": ["object", "null"],
+                    "additionalProperties": False,
+                    "properties": {"mode": {"enum": ["auto", "forward", "reverse", "forward-pfor", "forward-tiled",
+                                                      "reverse-pfor", "reverse-tiled"]}},
+                },
+                "rows": {
+                    "type": "object",
+                    "required": ["outputs"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "outputs": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {"type": ["string", "integer"]},
+                            "description": "Output names or 0-based indices.",
+                        }
+                    },
+                },
+                "finite_difference": {
+                    "type": ["object", "null"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "scheme": {"enum": ["central", "forward"]},
+                        "step": {
+                            "anyOf": [{"const": "auto"}, {"type": "number", "exclusiveMinimum": 0}],
+                            "x-expected": '"auto" or a positive number',
+                        },
+                    },
+                },
+            },
+        },
+        "sensitivity": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "measures": {"type": "array", "items": {"enum": list(MEASURES)}, "minItems": 1},
+            },
+        },
+        "report": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "dir": {"type": "string", "description": "Output folder (default: report)."},
+                "plotlyjs": {"enum": ["inline", "cdn"]},
+                "templates": {"type": "string",
+                              "description": "A folder of Jinja templates that replace the built-in ones of the same name."},
+            },
+        },
+        "checks": {
+            "type": "object",
+            "description": "Checks with thresholds and severities; the CLI exits 1 when one fails.",
+            "additionalProperties": False,
+            "properties": {
+                "fd_vs_ad": {
+                    "anyOf": [{"const": False}, {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "max_rel_error": {"type": "number", "exclusiveMinimum": 0},
+                            "min_share": {"type": "number", "minimum": 0, "maximum": 1},
+                            "severity": {"enum": ["fail", "warn", "info"]},
+                        },
+                    }],
+                    "x-expected": "false or a mapping with max_rel_error, min_share, severity",
+                },
+                "nonfinite": {
+                    "anyOf": [{"const": False}, {
+                        "type": "object", "additionalProperties": False,
+                        "properties": {"severity": {"enum": ["fail", "warn", "info"]}},
+                    }],
+                    "x-expected": "false or a mapping with severity",
+                },
+                "dead_inputs": {
+                    "anyOf": [{"const": False}, {
+                        "type": "object", "additionalProperties": False,
+                        "properties": {"max_count": {"type": "integer", "minimum": 0},
+                                       "severity": {"enum": ["fail", "warn", "info"]}},
+                    }],
+                    "x-expected": "false or a mapping with max_count, severity",
+                },
+                "ranking_stability": {
+                    "anyOf": [{"const": False}, {
+                        "type": "object", "additionalProperties": False,
+                        "properties": {"min_spearman": {"type": "number", "minimum": -1, "maximum": 1},
+                                       "min_overlap": {"type": "number", "minimum": 0, "maximum": 1},
+                                       "severity": {"enum": ["fail", "warn", "info"]}},
+                    }],
+                    "x-expected": "false or a mapping with min_spearman, min_overlap, severity",
+                },
+                "direction_changes": {
+                    "anyOf": [{"const": False}, {
+                        "type": "object", "additionalProperties": False,
+                        "properties": {"min_minority": {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5},
+                                       "severity": {"enum": ["fail", "warn", "info"]}},
+                    }],
+                    "x-expected": "false or a mapping with min_minority, severity",
+                },
+                "warnings": {
+                    "anyOf": [{"const": False}, {
+                        "type": "object", "additionalProperties": False,
+                        "properties": {"severity": {"enum": ["fail", "warn", "info"]}},
+                    }],
+                    "x-expected": "false or a mapping with severity",
+                },
+                "baseline": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "path": {"type": "string", "description": "A previous run's results.json."},
+                        "measure": {"enum": list(MEASURES)},
+                        "max_rel_change": {"type": "number", "minimum": 0},
+                        "top_k": {"type": "integer", "minimum": 1},
+                        "max_top_k_changes": {"type": "integer", "minimum": 0},
+                        "min_rank_correlation": {"type": "number", "minimum": -1, "maximum": 1},
+                        "severity": {"enum": ["fail", "warn", "info"]},
+                    },
+                },
+            },
+        },
+        "execution": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "memory_budget": {
+                    "anyOf": [
+                        {"type": "integer", "minimum": 1},
+                        {"type": "string", "pattern": r"^\s*[0-9.]+\s*([KMGT]i?B|B)?\s*$"},
+                    ],
+                    "x-expected": "bytes as a number or a size such as 4GiB or 512MiB",
+                },
+                "arrays": {
+                    "enum": ["auto", "memory", "disk", "none"],
+                    "description": "Keep the full derivative arrays: auto (in memory if they fit), memory, "
+                    "disk (.npy files written chunk by chunk), none (measures streamed).",
+                },
+                "xla": {"enum": [True, False, "auto"],
+                        "description": "Compile derivative kernels with XLA: false (default: reproducible numbers), "
+                        "true, or auto (when a timing on the first chunk finds it faster)."},
+                "engine": {"enum": ["local", "ray"], "description": "local (default, in-process) or ray."},
+                "ray": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "address": {"type": ["string", "null"],
+                                    "description": "None: start a local cluster; auto; ray://host:port."},
+                        "workers": {"type": "integer", "minimum": 1},
+                        "cpus_per_worker": {"type": "number", "exclusiveMinimum": 0},
+                        "gpus_per_worker": {"type": "number", "minimum": 0},
+                        "chunk_points": {"type": "integer", "minimum": 1},
+                        "max_retries": {"type": "integer", "minimum": 0},
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+CHECK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "fd_vs_ad": {"max_rel_error": None, "min_share": 0.99, "severity": "fail"},
+    "nonfinite": {"severity": "fail"},
+    "dead_inputs": {"max_count": 0, "severity": "warn"},
+    # the report's findings about the per-point derivatives: information unless a spec raises them
+    "ranking_stability": {"min_spearman": 0.5, "min_overlap": 0.5, "severity": "info"},
+    "direction_changes": {"min_minority": 0.1, "severity": "info"},
+    "warnings": {"severity": "info"},
+    "baseline": {"path": None, "measure": "mean_abs", "max_rel_change": 0.25, "top_k": 5,
+                 "max_top_k_changes": 0, "min_rank_correlation": None, "severity": "fail"},
+}
+
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema of a spec (``sensreport schema`` prints it)."""
+    return SCHEMA

@@ -1,0 +1,85 @@
+"""The validated spec as typed data: :class:`Spec` and its parts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .schema import CHECK_DEFAULTS
+
+def default_checks(given: dict[str, Any] | None, base: Path, baseline: str | Path | None = None) -> dict[str, Any]:
+    """The checks to run: the spec's, with defaults filled in.
+
+    ``nonfinite`` (fail), ``dead_inputs`` (warn) and ``fd_vs_ad`` (fail; only when both
+    methods ran, unless the spec asks for it) are on unless set to ``false``. The
+    baseline check runs when a path is given, in the spec or as ``baseline``.
+    """
+    given = dict(given or {})
+    out: dict[str, Any] = {}
+    for name, defaults in CHECK_DEFAULTS.items():
+        value = given.get(name, {} if name != "baseline" else None)
+        if value is False or (name == "baseline" and value is None and baseline is None):
+            continue
+        cfg = {**defaults, **(value or {})}
+        if name == "fd_vs_ad":
+            cfg["explicit"] = name in given
+        if name == "baseline":
+            path = baseline if baseline is not None else cfg["path"]
+            cfg["path"] = (base / path).resolve() if path is not None else None
+        out[name] = cfg
+    return out
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    kind: str  # keras | saved_model | callable
+    target: str  # a resolved path, or a callable reference with its file resolved
+    batched: bool = True
+    dtype: str | None = None
+    signature: str | None = None
+    input_key: str | None = None
+    output_key: str | None = None
+    output_names: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class PointsSpec:
+    kind: str  # values | csv | npy | sample
+    values: Any = None
+    path: Path | None = None
+    n: int | None = None
+    seed: int = 0
+    distributions: dict[str, tuple[str, float, float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated spec with resolved paths. Build one with :func:`load_spec` or :func:`parse_spec`."""
+
+    path: Path | None
+    base_dir: Path
+    raw: dict[str, Any]
+    text: str
+    sha256: str
+    title: str
+    description: str
+    model: ModelSpec
+    input_names: tuple[str, ...] | None
+    points: PointsSpec
+    jacobian_mode: str | None  # None: not requested
+    rows_outputs: tuple[str | int, ...] | None
+    fd_scheme: str | None
+    fd_step: float | str
+    measures: tuple[str, ...]
+    report_dir: Path
+    plotlyjs: str
+    memory_budget: int | None
+    arrays: str = "auto"
+    xla: bool | str = False
+    checks: dict[str, Any] = field(default_factory=dict)
+    engine: str = "local"
+    ray: dict[str, Any] = field(default_factory=dict)
+    report_templates: Path | None = None  # report.templates: user templates that replace built-in ones
+    lines: dict[tuple, int] = field(default_factory=dict, repr=False, compare=False)
+
