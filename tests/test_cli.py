@@ -254,3 +254,23 @@ def test_python_api_runs_a_spec_mapping(tmp_path, functions_py, monkeypatch):
                              "methods": {"jacobian": None}}, write=False)
     np.testing.assert_allclose(result.methods["jacobian"].values[0], [[3 - 4, -2], [0, 4]])
     assert result.status == "ok"
+
+
+def test_report_templates_replace_built_in_ones(cli, write_spec, tmp_path):
+    # report.templates: a user folder whose templates win over the built-in ones of the same name
+    tpl = tmp_path / "tpl"
+    tpl.mkdir()
+    (tpl / "_style.css.j2").write_text("/* house style */ body { font-family: serif; }\n")
+    text = ("model: {callable: f.py:poly}\ninputs: {points: {values: [[1.0, 2.0], [0.5, 1.0]]}}\n"
+            "methods: {jacobian: {}}\nreport: {templates: tpl}\n")
+    spec = write_spec(text, f__py=FUNCTIONS_FOR_TEMPLATES)
+    assert cli("run", spec, "--out", tmp_path / "out").exit_code == 0
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "/* house style */" in page and "--accent" not in page  # the built-in stylesheet was replaced
+    assert 'id="verdict"' in page  # the rest of the page is the built-in one
+    missing = write_spec(text.replace("tpl", "nowhere"), name="missing.yaml")
+    r = cli("validate", missing)
+    assert r.exit_code == 2 and "report.templates: directory not found" in r.stderr
+
+
+FUNCTIONS_FOR_TEMPLATES = "import tensorflow as tf\n\ndef poly(x):\n    return tf.stack([x[0] ** 2, x[0] * x[1]])\n"
