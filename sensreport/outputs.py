@@ -7,13 +7,13 @@ import datetime as _dt
 import io
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
+from .files import make_dir, staged_file
 from .results import RunResult
 
 
@@ -58,34 +58,6 @@ def dump_json(doc: dict, fh) -> None:
     text.detach()
 
 
-def make_dir(path: Path, key: str = "report.dir") -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(key, f"cannot create the output folder {path}: {exc}") from None
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    make_dir(path.parent, "--out")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(text.encode("utf-8"))
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
-
-
 def write_outputs(result: RunResult, out_dir: Path, plotlyjs: str = "inline", *,
                   templates: Path | None = None) -> dict[str, Path]:
     """Write report.html, results.json and arrays.npz into ``out_dir``.
@@ -106,17 +78,15 @@ def write_outputs(result: RunResult, out_dir: Path, plotlyjs: str = "inline", *,
     result.timings["render_report"] = time.perf_counter() - t0
     doc = result.to_dict()
     staged: list[tuple[Path, Path]] = []
-    umask = _umask()
     try:
         for name, writer in (
             ("arrays.npz", lambda fh: np.savez_compressed(fh, **result.arrays())),
             ("results.json", lambda fh: dump_json(doc, fh)),
             ("report.html", lambda fh: fh.write(html.encode("utf-8"))),
         ):
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir)
+            fd, tmp = staged_file(out_dir / name)
             with os.fdopen(fd, "wb") as fh:
                 writer(fh)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a report is meant to be shared
             staged.append((Path(tmp), out_dir / name))
         for tmp, final in staged:
             os.replace(tmp, final)

@@ -9,6 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from .analysis.agreement import Agreement
+from .analysis.pointstats import PointStats
+from .analysis.stats import ranking
 from .engine.methods import MethodRun
 
 RESULTS_SCHEMA_VERSION = 1
@@ -61,42 +64,6 @@ class MethodResult:
         d["array"] = ("arrays.npz" if self.values is not None and self.path is None
                       else self.path.name if self.path is not None else None)
         return d
-
-
-@dataclass
-class Agreement:
-    """FD-vs-AD agreement as the analysis stage measured it (the checks stage judges it)."""
-
-    summary: dict[str, Any]  # see AgreementAccumulator.summary; worst entries name outputs by model index
-    outputs: list[int]  # output index of each row compared
-    compared: str  # the automatic method compared with finite differences
-    dtype: str  # the automatic derivatives' dtype
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.summary, "compared": self.compared, "dtype": self.dtype}
-
-
-@dataclass
-class PointStats:
-    """Statistics over the per-point derivatives (the analysis stage computes them once).
-
-    ``spread[m]`` holds the 25th/50th/75th percentiles of measure ``m``'s per-point
-    values ``[3, k, n]`` and ``spread_overall[m]`` the same for the overall shares
-    ``[3, n]``; ``stability`` each output's rank agreement with the aggregate ranking
-    (``median_spearman`` and ``mean_overlap`` ``[k]``, with ``top_k``); ``positive`` /
-    ``negative`` the shares of points with a positive / negative derivative ``[k, n]``;
-    ``signed_mean`` the mean derivative ``[k, n]``. ``sampled`` says how many points the
-    spread and stability used (all, or evenly spaced ones under a memory budget).
-    """
-
-    spread: dict[str, np.ndarray] = field(default_factory=dict)
-    spread_overall: dict[str, np.ndarray] = field(default_factory=dict)
-    stability: dict[str, np.ndarray] | None = None
-    top_k: int | None = None
-    positive: np.ndarray | None = None
-    negative: np.ndarray | None = None
-    signed_mean: np.ndarray | None = None
-    sampled: int | None = None
 
 
 @dataclass
@@ -229,8 +196,6 @@ class RunResult:
 
         At most ``top`` names per list (the full order follows from the measures).
         """
-        from .analysis.stats import ranking
-
         out: dict[str, dict[str, Any]] = {}
         for name, values in self.measures.items():
             per_output = {self.output_names[o]: [self.input_names[j] for j in ranking(values[k])[:top]]

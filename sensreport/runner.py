@@ -16,10 +16,11 @@ from pathlib import Path
 
 from . import checks
 from .analysis.collect import analyse
-from .compute.execute import execute, plan_methods
+from .compute.execute import execute, method_results, plan_methods
 from .engine import default_memory_budget
 from .inputs import prepare
-from .outputs import expand_out, make_dir, point_latest, write_outputs
+from .files import make_dir
+from .outputs import expand_out, point_latest, write_outputs
 from .provenance import provenance
 from .results import RunResult
 from .spec import Spec, default_checks, load_spec, parse_spec
@@ -120,9 +121,10 @@ def compute(
     computed = execute(spec, prepared, plan, array_dir=array_dir, progress=progress, on_chunk=on_chunk)
     t0 = time.perf_counter()
     flat = prepared.x.reshape(len(prepared.x), -1)
-    found = analyse(plan, computed, flat, prepared.y, list(spec.measures), prepared.target.dtype)
+    methods = method_results(plan, computed)
+    found = analyse(plan, computed, methods, flat, prepared.y, list(spec.measures), prepared.target.dtype)
     timings = {**prepared.timings, "derivatives": computed.seconds}
-    timings.update({name: m.run.seconds for name, m in found.methods.items() if m.status == "ok"})
+    timings.update({name: m.run.seconds for name, m in methods.items() if m.status == "ok"})
     timings["measures"] = time.perf_counter() - t0
     notes = [plan.describe()] if plan.arrays != "memory" else []
     loaded = prepared.loaded
@@ -136,7 +138,7 @@ def compute(
         output_shape=list(prepared.target.output_shape),
         points=flat,
         outputs=prepared.y,
-        methods=found.methods,
+        methods=methods,
         measure_source=found.measure_source,
         measure_outputs=found.measure_outputs,
         measures=found.measures,
@@ -146,7 +148,7 @@ def compute(
         nonfinite=found.nonfinite,
         dead_inputs=found.dead_inputs,
         warnings=prepared.warnings + found.warnings,
-        notes=notes + list(dict.fromkeys(n for m in found.methods.values() for n in m.run.notes)),
+        notes=notes + list(dict.fromkeys(n for m in methods.values() for n in m.run.notes)),
         timings=timings,
         memory={"budget": plan.budget, "array_bytes": plan.array_bytes, "arrays": plan.arrays,
                 "chunk_points": plan.chunk_points, "peak_rss": _peak_rss(), "execution": computed.facts},

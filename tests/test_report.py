@@ -25,7 +25,8 @@ from sensreport.analysis.pointstats import leading_measure, point_stats, rankabl
 from sensreport.engine import MethodRun
 from sensreport.report import build_report, format_number, render_report
 from sensreport.report import to_json as _json
-from sensreport.results import Agreement, CheckResult, MethodResult, RunResult
+from sensreport.analysis.agreement import Agreement
+from sensreport.results import CheckResult, MethodResult, RunResult
 from sensreport.spec import default_checks
 
 MEASURES = ["std_scaled", "mean_abs", "rms", "elasticity", "positive_share"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 
 from .measures import blocks
@@ -132,3 +135,15 @@ def agreement(ad: np.ndarray, fd: np.ndarray, rtol: float, worst: int = 10) -> d
     abs_err = np.abs(np.asarray(fd, dtype=np.float64) - np.asarray(ad, dtype=np.float64))
     return {"abs_error": abs_err, "rel_error": relative_error(fd, ad, axis=2), "summary": acc.summary()}
 
+
+@dataclass
+class Agreement:
+    """FD-vs-AD agreement as the analysis stage measured it (the checks stage judges it)."""
+
+    summary: dict[str, Any]  # see AgreementAccumulator.summary; worst entries name outputs by model index
+    outputs: list[int]  # output index of each row compared
+    compared: str  # the automatic method compared with finite differences
+    dtype: str  # the automatic derivatives' dtype
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.summary, "compared": self.compared, "dtype": self.dtype}

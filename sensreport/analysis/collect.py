@@ -8,14 +8,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..results import Agreement, MethodResult, PointStats
 from . import measures as M
-from .pointstats import leading_measure, point_stats, rankable_measures
+from .agreement import Agreement
+from .pointstats import PointStats, leading_measure, point_stats, rankable_measures
 
 
 @dataclass
 class Analysis:
-    methods: dict[str, MethodResult]
     measure_source: str | None
     measure_outputs: list[int]
     measures: dict[str, np.ndarray]
@@ -28,17 +27,11 @@ class Analysis:
     warnings: list[str] = field(default_factory=list)
 
 
-def analyse(plan, computed, points: np.ndarray, outputs: np.ndarray, shown: list[str], ad_dtype: str) -> Analysis:
-    """``plan`` and ``computed`` from the compute stage; ``points`` ``[P, n]``, ``outputs`` ``[P, m]``."""
-    partial, store = computed.partial, computed.store
-    methods: dict[str, MethodResult] = {}
-    for mp in plan.methods:
-        part = partial.methods[mp.name]
-        ok = part.status == "ok"
-        methods[mp.name] = MethodResult(
-            part.run, outputs=list(mp.outputs), values=store.arrays.get(mp.name) if ok else None,
-            step=plan.fd_step if ok and mp.name == "finite_difference" else None,
-            path=store.paths.get(mp.name), preview=store.preview.get(mp.name) if ok else None)
+def analyse(plan, computed, methods: dict, points: np.ndarray, outputs: np.ndarray, shown: list[str],
+            ad_dtype: str) -> Analysis:
+    """``plan``, ``computed`` and the ``methods``' results from the compute stage;
+    ``points`` ``[P, n]``, ``outputs`` ``[P, m]``."""
+    partial = computed.partial
     source = next((k for k in ("jacobian", "finite_difference", "rows") if k in methods and methods[k].status == "ok"),
                   None)
     values, overall, m_outputs, dead, warnings = {}, {}, [], [], []
@@ -67,4 +60,4 @@ def analyse(plan, computed, points: np.ndarray, outputs: np.ndarray, shown: list
         deriv = methods[source].values
         stats = point_stats(deriv, points, np.asarray(outputs, dtype=np.float64)[:, m_outputs], values,
                             rankable_measures(shown, values, overall), lead)
-    return Analysis(methods, source, m_outputs, values, overall, lead, dead, agreement, nonfinite, stats, warnings)
+    return Analysis(source, m_outputs, values, overall, lead, dead, agreement, nonfinite, stats, warnings)

@@ -4,12 +4,36 @@ every derivative. The checks stage judges them; the report only draws them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
-from ..results import PointStats
 from . import measures as M
 from . import summaries as S
 from . import stats
+
+@dataclass
+class PointStats:
+    """Statistics over the per-point derivatives (the analysis stage computes them once).
+
+    ``spread[m]`` holds the 25th/50th/75th percentiles of measure ``m``'s per-point
+    values ``[3, k, n]`` and ``spread_overall[m]`` the same for the overall shares
+    ``[3, n]``; ``stability`` each output's rank agreement with the aggregate ranking
+    (``median_spearman`` and ``mean_overlap`` ``[k]``, with ``top_k``); ``positive`` /
+    ``negative`` the shares of points with a positive / negative derivative ``[k, n]``;
+    ``signed_mean`` the mean derivative ``[k, n]``. ``sampled`` says how many points the
+    spread and stability used (all, or evenly spaced ones under a memory budget).
+    """
+
+    spread: dict[str, np.ndarray] = field(default_factory=dict)
+    spread_overall: dict[str, np.ndarray] = field(default_factory=dict)
+    stability: dict[str, np.ndarray] | None = None
+    top_k: int | None = None
+    positive: np.ndarray | None = None
+    negative: np.ndarray | None = None
+    signed_mean: np.ndarray | None = None
+    sampled: int | None = None
+
 
 #: Per-point values held at once for the spread and the stability (64 MB each); past
 #: it, evenly spaced points are used (and the results say how many).

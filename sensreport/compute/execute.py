@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import engine
 from ..inputs import Prepared
+from ..results import MethodResult
 from ..spec import Spec
 from .plan import PREVIEW_POINTS, MethodPlan, Plan, make_plan
 from .sweep import ArrayStore, Partial, sweep
@@ -67,6 +68,19 @@ def execute(spec: Spec, prepared: Prepared, plan: Plan, *, array_dir: Path | Non
             partial = sweep(prepared.target, plan, x, y, sink=store, progress=bar)
     store.flush()
     return Computed(partial, store, facts, time.perf_counter() - t0)
+
+
+def method_results(plan: Plan, computed: Computed) -> dict[str, MethodResult]:
+    """Each planned method's result: how it ran, and its arrays where they were kept."""
+    store, out = computed.store, {}
+    for mp in plan.methods:
+        part = computed.partial.methods[mp.name]
+        ok = part.status == "ok"
+        out[mp.name] = MethodResult(
+            part.run, outputs=list(mp.outputs), values=store.arrays.get(mp.name) if ok else None,
+            step=plan.fd_step if ok and mp.name == "finite_difference" else None,
+            path=store.paths.get(mp.name), preview=store.preview.get(mp.name) if ok else None)
+    return out
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from typing import Any
 from ..analysis.baseline import MeasureTable, compare, load_baseline
 from ..analysis.measures import DEFINITIONS
 from ..errors import InputError
-from ..outputs import atomic_write_text
+from ..files import atomic_write_text
 from .environment import environment, plotly_script
 from .format import plotly_text, to_json
 
