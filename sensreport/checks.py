@@ -89,7 +89,9 @@ def _nonfinite(r: RunResult, cfg: dict) -> list[CheckResult]:
 
 def _fd_vs_ad(r: RunResult, cfg: dict) -> list[CheckResult]:
     a = r.agreement.summary if r.agreement else None
-    threshold = {"max_rel_error": (a or {}).get("rtol", cfg.get("max_rel_error")), "min_share": cfg["min_share"]}
+    threshold = {"max_z": cfg["max_z"], "min_share": cfg["min_share"]}
+    if cfg.get("max_rel_error") is not None:
+        threshold["max_rel_error"] = cfg["max_rel_error"]
     title = "Finite differences vs automatic derivatives"
     if a is None:
         if not cfg.get("explicit"):
@@ -97,21 +99,30 @@ def _fd_vs_ad(r: RunResult, cfg: dict) -> list[CheckResult]:
         return [CheckResult("fd_vs_ad", "error", None, threshold, cfg["severity"],
                             "needs finite differences and automatic derivatives that both succeeded",
                             key="checks.fd_vs_ad", title=title)]
-    share = a["share_within_tolerance"] or 0.0
-    bad = a["entries"] - round(share * a["entries"])
+    smooth, kinks = a["smooth_entries"], a["kinks"]["count"]
+    share = a["share_within_tolerance"] if a["share_within_tolerance"] is not None else 1.0
+    bad = smooth - round(share * smooth)
     ok = share >= cfg["min_share"]
-    largest = f"{a['max_rel_error']:.3g}" if a["max_rel_error"] is not None else "n/a"
-    message = (f"{a['entries'] - bad:,} of {a['entries']:,} entries ({_share(share)}) agree within a relative "
-               f"error of {a['rtol']:g} ({r.agreement.dtype}; need {cfg['min_share']:.0%}); largest relative "
-               f"error {largest}")
-    items = [f"{_entry(r, w['point'], w['output'], w['input'])}: automatic {w['ad']:.6g}, finite "
-             f"difference {w['fd']:.6g} (relative error {w['rel_error']:.3g})"
-             for w in a["worst"][:3] if w["rel_error"] > a["rtol"]]
+    extra = f" and a relative error of {cfg['max_rel_error']:g}" if cfg.get("max_rel_error") is not None else ""
+    largest = f"{a['max_z']:.3g}" if a["max_z"] is not None else "n/a"
+    message = (f"{smooth - bad:,} of {smooth:,} smooth entries ({_share(share)}) agree within {cfg['max_z']:g} "
+               f"estimated finite-difference errors{extra} (need {_share(cfg['min_share'])}); largest z {largest}, "
+               f"median {a['median_z']:.2g}" if a["median_z"] is not None else
+               f"no smooth entry to compare ({kinks:,} on kinks)")
+    if kinks:
+        message += (f"; {kinks:,} {'entry lies' if kinks == 1 else 'entries lie'} on a kink of the model "
+                    f"({_share(a['kinks']['share'] or 0)} of {a['entries']:,}), left out")
+    items = [f"{_entry(r, w['point'], w['output'], w['input'])}: automatic {w['ad']:.6g}, finite difference "
+             f"{w['fd']:.6g} ± {w['error_estimate']:.2g} (z {w['z']:.3g})"
+             for w in a["worst"][:3] if w["z"] > cfg["max_z"]]
     if bad:
-        message += (". Disagreement usually means a kink (ReLU, max, abs), a step too large for a curved "
-                    "function, or a wrong custom gradient")
+        message += ". A wrong derivative: a custom gradient, a gradient TensorFlow defines differently " \
+                   "(rounding, stop_gradient), or a bug in the model's gradient code"
+        if r.custom_gradients:
+            message += (f"; the model defines custom gradients ({', '.join(r.custom_gradients[:3])}), whose "
+                        "derivatives then do not describe the function, so its sensitivities would mislead")
     return [_judge("fd_vs_ad", ok, share, threshold, cfg, message, key="checks.fd_vs_ad", items=items,
-                   title=f"{title}: {_count(bad, 'entry', 'entries')} outside the tolerance" if bad
+                   title=f"{title}: {_count(bad, 'entry', 'entries')} disagree" if bad
                    else "Finite differences agree with automatic derivatives")]
 
 

@@ -29,6 +29,7 @@ class MethodResult:
     outputs: list[int] = field(default_factory=list)  # output index of each of the k rows
     values: np.ndarray | None = None  # [P, k, n], when kept in memory (or memory-mapped from disk)
     step: np.ndarray | None = None  # finite differences: the step of every point and input, [P, n]
+    error: np.ndarray | None = None  # finite differences: each entry's estimated error, [P, k, n], when kept
     path: Path | None = None  # the .npy file holding ``values`` with execution.arrays: disk
     preview: np.ndarray | None = None  # the first points' values, kept whatever the storage
 
@@ -167,6 +168,8 @@ class RunResult:
     point_stats: PointStats | None = None  # from the per-point derivatives, when kept
     #: the measure every view ranks by: the spec's first shown measure that has values
     leading_measure: str | None = None
+    #: ops of the model with a tf.custom_gradient (reverse mode honours them)
+    custom_gradients: list[str] = field(default_factory=list)
     baseline: dict[str, Any] | None = None  # comparison with a previous run, if any
     #: how the run went, for information (engine choices and fallbacks, array storage);
     #: ``warnings`` are what may make the numbers differ from the truth
@@ -224,6 +227,7 @@ class RunResult:
             "title": self.title,
             "model": self.model,
             "inputs": {"names": self.input_names, "shape": self.input_shape},
+            "custom_gradients": list(self.custom_gradients),
             "outputs": {"names": self.output_names, "shape": self.output_shape},
             "points": int(len(self.points)),
             "methods": {name: m.to_dict() for name, m in self.methods.items()},
@@ -253,6 +257,8 @@ class RunResult:
                 out["rows_outputs"] = np.asarray(m.outputs, dtype=np.int64)
             if m.step is not None:
                 out["finite_difference_step"] = m.step
+            if m.error is not None and m.path is None:
+                out[f"{name}_error"] = m.error
         return out
 
 

@@ -156,6 +156,7 @@ def compute(
         spec_text=spec.text,
         point_stats=found.point_stats,
         leading_measure=found.leading,
+        custom_gradients=[] if prepared.target.eager else prepared.target.custom_gradients,
     )
 
 

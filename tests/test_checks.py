@@ -115,8 +115,9 @@ def test_check_thresholds_from_the_spec(cli, write_spec, tmp_path):
     assert r.exit_code == 0  # a warning only
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     fd = next(c for c in res["checks"] if c["id"] == "fd_vs_ad")
-    assert fd["status"] == "warn" and fd["threshold"] == {"max_rel_error": 1e-9, "min_share": 0.5}
-    assert res["agreement"]["rtol"] == 1e-9
+    # max_rel_error is an extra bound beside max_z: at 1e-9 most float32 entries miss it
+    assert fd["status"] == "warn" and fd["threshold"] == {"max_z": 3.0, "max_rel_error": 1e-9, "min_share": 0.5}
+    assert res["agreement"]["estimate"]["max_rel_error"] == 1e-9
     assert not any(c["id"] == "dead_inputs" for c in res["checks"])
     assert cli("run", spec, "--out", tmp_path / "out", "--fail-on", "warn").exit_code == 1
 

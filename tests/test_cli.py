@@ -67,9 +67,9 @@ def test_tabular_example_end_to_end(cli, tmp_path):
     assert arrays["jacobian"].shape == (40, 2, 5)
     assert arrays["rows"].shape == (40, 1, 5)
     np.testing.assert_array_equal(arrays["rows"][:, 0], arrays["jacobian"][:, 0])
-    # float32 model: central differences agree with autodiff within the float32 tolerance
-    assert results["agreement"]["rtol"] == 2e-3
-    assert results["agreement"]["share_within_tolerance"] >= 0.99
+    # float32 model: every smooth entry agrees within 3 estimated errors of its finite difference
+    assert results["agreement"]["share_within_tolerance"] == 1.0 and results["agreement"]["max_z"] <= 3
+    assert arrays["finite_difference_error"].shape == arrays["finite_difference"].shape
     np.testing.assert_allclose(arrays["finite_difference"], arrays["jacobian"], rtol=2e-2, atol=1e-4)
     # the rule the model was trained on: risk falls with income in every applicant
     assert results["measures"]["values"]["positive_share"]["per_output"]["p_default"]["income_k"] == 0.0

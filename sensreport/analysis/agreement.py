@@ -1,4 +1,19 @@
-"""Agreement of finite differences with automatic derivatives, streamed over chunks (pure numpy)."""
+"""Agreement of finite differences with automatic derivatives, judged entry by entry
+against the finite difference's own error estimate, streamed over chunks (pure numpy).
+
+Per entry (point ``p``, output ``i``, input ``j``), with ``fd`` the central difference,
+``e`` its estimated error (:mod:`sensreport.engine.fdiff`) and ``ad`` the automatic
+derivative::
+
+    z = |ad - fd| / (e + floor),   floor = FLOOR_ULPS * u_ad * max_j |ad[p, i, j]| + tiny
+
+``floor`` covers the automatic derivative's own round-off (``u_ad`` the unit round-off
+of its dtype) and entries whose estimate is 0. An entry agrees when ``z <= max_z``
+(default 3: the estimate is an estimate, not a bound) and, when the spec gives
+``max_rel_error``, also within that relative error. Entries whose one-sided slopes
+disagree (a kink: ReLU, ``max``, ``abs`` between ``x - h`` and ``x + h``) are counted
+and shown, and left out of the verdict.
+"""
 
 from __future__ import annotations
 
@@ -10,130 +25,192 @@ import numpy as np
 from .measures import blocks
 from .stats import relative_error
 
+#: z at or below which an entry agrees (the spec's checks.fd_vs_ad.max_z).
+MAX_Z = 3.0
+#: The automatic derivative's own round-off, in units of its dtype's unit round-off
+#: times the largest derivative of the same output at the same point.
+FLOOR_ULPS = 64.0
+#: Histogram of log10(z) for the median: bins per decade, range in decades.
+BINS_PER_DECADE = 100
+LOW, HIGH = -12, 12
 
-def tolerance(dtype: str) -> float:
-    """Relative tolerance for FD-vs-AD agreement by the coarser dtype involved.
 
-    float32: 2e-3, float64: 1e-5 (the tolerances of JAX's ``check_grads``).
-    """
-    return 2e-3 if dtype == "float32" else 1e-5
+def unit_roundoff(dtype: str) -> float:
+    return float(np.finfo(np.dtype(dtype)).eps) / 2
 
 
 class AgreementAccumulator:
-    """Streaming FD-vs-AD agreement, fed one chunk of points at a time.
+    """Streaming FD-vs-AD agreement over chunks of points; :meth:`merge` combines workers.
 
-    Per entry, ``abs_error = |fd - ad|`` and
-    ``rel_error = abs_error / max(|ad|, 1e-3 * max_j |ad[p, i, j]|)``: an entry that is
-    tiny next to the largest derivative of the same output at the same point is judged
-    against 0.1% of that largest one, so that it does not produce a huge relative
-    error. The floor depends only on the point itself, so chunking cannot change it.
-    An entry agrees when ``rel_error <= rtol``. The median comes from a histogram of
-    ``log10(rel_error)`` with 1,000 bins per decade (within 0.25%).
+    Parameters
+    ----------
+    k, n : int
+        Rows (outputs compared) and inputs.
+    ad_dtype : str
+        The automatic derivatives' dtype (their round-off floor).
+    max_z : float
+        Entries agree at ``z <= max_z``.
+    max_rel_error : float, optional
+        An extra bound: an agreeing entry must also be within this relative error.
+    worst : int
+        How many of the worst entries (and of the kinks) to keep.
     """
 
-    BINS_PER_DECADE = 1000
-    LOW, HIGH = -20, 10  # decades
-
-    def __init__(self, rtol: float, worst: int = 10):
-        self.rtol = rtol
+    def __init__(self, k: int, n: int, ad_dtype: str = "float32", max_z: float = MAX_Z,
+                 max_rel_error: float | None = None, worst: int = 10):
+        self.k, self.n = k, n
+        self.ad_dtype = ad_dtype
+        self.max_z = max_z
+        self.max_rel_error = max_rel_error
         self.keep = worst
-        self.entries = 0
-        self.within = 0
-        self.nonfinite_entries = 0
-        self.max_abs = -np.inf
-        self.max_rel = -np.inf
-        self.zero = 0  # entries with rel_error == 0 (below the histogram)
-        self.hist = np.zeros((self.HIGH - self.LOW) * self.BINS_PER_DECADE + 2, dtype=np.int64)
+        self.entries = self.smooth = self.within = self.kinks = self.nonfinite_entries = 0
+        self.kinks_benign = 0
+        self.retested = 0  # entries differenced again at a smaller step (see compute.sweep.retest)
+        self.max_abs = self.max_rel = self.max_z_seen = -np.inf
+        self.hist = np.zeros((HIGH - LOW) * BINS_PER_DECADE + 2, dtype=np.int64)
+        self.cell_z = np.full((k, n), np.nan)  # largest z per output and input, smooth entries
+        self.cell_kinks = np.zeros((k, n), dtype=np.int64)
         self.worst: list[dict] = []
+        self.worst_kinks: list[dict] = []
 
-    def update(self, ad: np.ndarray, fd: np.ndarray, offset: int = 0) -> None:
-        """Add ``ad`` and ``fd`` ``[b, k, n]`` for points ``offset .. offset + b``."""
+    @property
+    def floor_ulps(self) -> float:
+        return FLOOR_ULPS
+
+    def update(self, ad: np.ndarray, fd: np.ndarray, error: np.ndarray, kinks: np.ndarray,
+               backward: np.ndarray | None = None, forward: np.ndarray | None = None, offset: int = 0) -> None:
+        """Add one chunk: each ``[b, k, n]``; ``kinks`` boolean; the one-sided slopes for the
+        kinks' report (NaN or None with forward differences)."""
         for rows in blocks(ad.shape):
-            self._update(ad[:, rows], fd[:, rows], offset, rows.start)
+            self._update(ad[:, rows], fd[:, rows], error[:, rows], kinks[:, rows],
+                         None if backward is None else backward[:, rows], None if forward is None else forward[:, rows],
+                         offset, rows)
 
-    def _update(self, ad: np.ndarray, fd: np.ndarray, offset: int, first_output: int) -> None:
+    def _update(self, ad, fd, error, kinks, backward, forward, offset, rows: slice) -> None:
         ad = np.asarray(ad, dtype=np.float64)
         fd = np.asarray(fd, dtype=np.float64)
+        error = np.asarray(error, dtype=np.float64)
+        kinks = np.asarray(kinks, dtype=bool)
         abs_err = np.abs(fd - ad)
+        scale = np.nanmax(np.abs(np.where(np.isfinite(ad), ad, np.nan)), axis=2, initial=0.0, keepdims=True)
+        floor = FLOOR_ULPS * unit_roundoff(self.ad_dtype) * scale + np.finfo(np.float64).tiny
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            z = abs_err / (error + floor)
         rel = relative_error(fd, ad, axis=2)
-        finite = np.isfinite(rel)
-        self.entries += rel.size
+        finite = np.isfinite(z) & np.isfinite(rel)
+        kink = finite & kinks
+        smooth = finite & ~kinks
+        ok = smooth & (z <= self.max_z)
+        if self.max_rel_error is not None:
+            ok &= rel <= self.max_rel_error
+        self.entries += z.size
         self.nonfinite_entries += int((~finite).sum())
-        self.within += int((finite & (rel <= self.rtol)).sum())
+        self.kinks += int(kink.sum())
+        self.smooth += int(smooth.sum())
+        self.within += int(ok.sum())
         if finite.any():
             self.max_abs = max(self.max_abs, float(abs_err[finite].max()))
             self.max_rel = max(self.max_rel, float(rel[finite].max()))
-            r = rel[finite]
-            self.zero += int((r == 0).sum())
-            pos = r[r > 0]
-            idx = np.floor((np.log10(pos) - self.LOW) * self.BINS_PER_DECADE).astype(np.int64) + 1
+        if smooth.any():
+            zs = z[smooth]
+            self.max_z_seen = max(self.max_z_seen, float(zs.max()))
+            idx = np.floor((np.log10(np.maximum(zs, 10.0 ** LOW)) - LOW) * BINS_PER_DECADE).astype(np.int64) + 1
             np.add.at(self.hist, np.clip(idx, 1, len(self.hist) - 1), 1)
-        # the chunk's worst finite entries (non-finite ones are counted above and located
-        # by the non-finite scan), then merged with those kept so far
-        flat = np.where(finite, rel, -np.inf).ravel()
-        take = min(self.keep, int(finite.sum()))
-        if take:
-            cand = np.argpartition(-flat, take - 1)[:take]
-            for f in cand:
-                p, i, j = (int(v) for v in np.unravel_index(f, rel.shape))
-                self.worst.append({"point": p + offset, "output": i + first_output, "input": j, "ad": float(ad[p, i, j]),
-                                   "fd": float(fd[p, i, j]), "abs_error": float(abs_err[p, i, j]),
-                                   "rel_error": float(rel[p, i, j])})
-            self._trim()
+            cell = np.where(smooth, z, -np.inf).max(axis=0)
+            cell = np.where(np.isfinite(cell), cell, np.nan)
+            self.cell_z[rows] = np.fmax(self.cell_z[rows], cell)
+        self.cell_kinks[rows] += kink.sum(axis=0)
+        # the worst smooth entries by z, and the kinks with the largest jump
+        self._keep(self.worst, np.where(smooth, z, -np.inf), smooth, ad, fd, error, z, rel, abs_err, offset, rows)
+        if kink.any() and backward is not None and forward is not None:
+            b, f = np.asarray(backward, np.float64), np.asarray(forward, np.float64)
+            lo, hi = np.minimum(b, f), np.maximum(b, f)
+            benign = kink & (ad >= lo - self.max_z * error) & (ad <= hi + self.max_z * error)
+            self.kinks_benign += int(benign.sum())
+            jump = np.where(kink, np.abs(f - b), -np.inf)
+            take = min(self.keep, int(kink.sum()))
+            for flat in np.argpartition(-jump.ravel(), take - 1)[:take]:
+                p, i, j = (int(v) for v in np.unravel_index(flat, jump.shape))
+                self.worst_kinks.append({"point": p + offset, "output": i + rows.start, "input": j,
+                                         "ad": float(ad[p, i, j]), "backward": float(b[p, i, j]),
+                                         "forward": float(f[p, i, j]), "jump": float(f[p, i, j] - b[p, i, j]),
+                                         "benign": bool(benign[p, i, j])})
+            self.worst_kinks = sorted(self.worst_kinks, key=lambda w: (-abs(w["jump"]), w["point"], w["output"],
+                                                                       w["input"]))[: self.keep]
 
-    def _trim(self) -> None:
-        def key(w):
-            return (-w["rel_error"], w["point"], w["output"], w["input"])
-
-        self.worst = sorted(self.worst, key=key)[: self.keep]
+    def _keep(self, into, key, mask, ad, fd, error, z, rel, abs_err, offset, rows) -> None:
+        take = min(self.keep, int(mask.sum()))
+        if not take:
+            return
+        for flat in np.argpartition(-key.ravel(), take - 1)[:take]:
+            p, i, j = (int(v) for v in np.unravel_index(flat, key.shape))
+            into.append({"point": p + offset, "output": i + rows.start, "input": j, "ad": float(ad[p, i, j]),
+                         "fd": float(fd[p, i, j]), "error_estimate": float(error[p, i, j]), "z": float(z[p, i, j]),
+                         "abs_error": float(abs_err[p, i, j]), "rel_error": float(rel[p, i, j])})
+        into.sort(key=lambda w: (-w["z"], w["point"], w["output"], w["input"]))
+        del into[self.keep:]
 
     def merge(self, other: "AgreementAccumulator") -> "AgreementAccumulator":
         """Add another accumulator's counts (e.g. from another worker)."""
-        self.entries += other.entries
-        self.within += other.within
-        self.nonfinite_entries += other.nonfinite_entries
+        for name in ("entries", "smooth", "within", "kinks", "kinks_benign", "nonfinite_entries", "retested"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
         self.max_abs = max(self.max_abs, other.max_abs)
         self.max_rel = max(self.max_rel, other.max_rel)
-        self.zero += other.zero
+        self.max_z_seen = max(self.max_z_seen, other.max_z_seen)
         self.hist += other.hist
-        self.worst += other.worst
-        self._trim()
+        self.cell_z = np.fmax(self.cell_z, other.cell_z)
+        self.cell_kinks += other.cell_kinks
+        self.worst = sorted(self.worst + other.worst, key=lambda w: (-w["z"], w["point"], w["output"],
+                                                                     w["input"]))[: self.keep]
+        self.worst_kinks = sorted(self.worst_kinks + other.worst_kinks,
+                                  key=lambda w: (-abs(w["jump"]), w["point"], w["output"], w["input"]))[: self.keep]
         return self
 
-    def median(self) -> float | None:
-        finite = self.entries - self.nonfinite_entries
-        if not finite:
+    def median_z(self) -> float | None:
+        if not self.smooth:
             return None
-        half = (finite + 1) / 2
-        if self.zero >= half:
-            return 0.0
-        k = int(np.searchsorted(np.cumsum(self.hist), half - self.zero))
-        return float(10 ** (self.LOW + (k - 0.5) / self.BINS_PER_DECADE))
+        k = int(np.searchsorted(np.cumsum(self.hist), (self.smooth + 1) / 2))
+        return float(10 ** (LOW + (k - 0.5) / BINS_PER_DECADE))
 
     def summary(self) -> dict:
-        """A JSON-ready summary: tolerance, counts, max/median errors and the worst entries."""
+        """A JSON-ready summary: counts, z and relative errors, the worst entries, the kinks."""
         finite = self.entries - self.nonfinite_entries
         return {
-            "rtol": self.rtol,
             "entries": int(self.entries),
+            "smooth_entries": int(self.smooth),
+            "share_within_tolerance": self.within / self.smooth if self.smooth else None,
+            "max_z": self.max_z_seen if self.smooth else None,
+            "median_z": self.median_z(),
             "max_abs_error": self.max_abs if finite else None,
             "max_rel_error": self.max_rel if finite else None,
-            "median_rel_error": self.median(),
-            "share_within_tolerance": self.within / self.entries if self.entries else None,
             "nonfinite_entries": int(self.nonfinite_entries),
+            "retested": int(self.retested),
+            "estimate": {"rule": "|ad - fd| <= max_z * (error + floor)", "max_z": self.max_z,
+                         "max_rel_error": self.max_rel_error, "floor_ulps": FLOOR_ULPS,
+                         "ad_dtype": self.ad_dtype},
+            "kinks": {"count": int(self.kinks), "share": self.kinks / finite if finite else None,
+                      "benign": int(self.kinks_benign), "worst": list(self.worst_kinks)},
             "worst": list(self.worst),
         }
 
 
-def agreement(ad: np.ndarray, fd: np.ndarray, rtol: float, worst: int = 10) -> dict:
-    """FD-vs-AD agreement of whole arrays ``[P, k, n]``: see :class:`AgreementAccumulator`.
+def agreement(ad: np.ndarray, fd: np.ndarray, error: np.ndarray, kinks: np.ndarray | None = None,
+              ad_dtype: str = "float64", **kw) -> dict:
+    """FD-vs-AD agreement of whole arrays ``[P, k, n]``: the summary and the per-entry ``z``."""
+    kinks = np.zeros(np.shape(ad), dtype=bool) if kinks is None else kinks
+    acc = AgreementAccumulator(ad.shape[1], ad.shape[2], ad_dtype, **kw)
+    acc.update(ad, fd, error, kinks)
+    return {"summary": acc.summary(), "z": z_scores(ad, fd, error, ad_dtype), "cell_z": acc.cell_z,
+            "cell_kinks": acc.cell_kinks}
 
-    Returns ``{"summary": ...}`` plus the per-entry ``abs_error`` and ``rel_error`` arrays.
-    """
-    acc = AgreementAccumulator(rtol, worst)
-    acc.update(ad, fd)
-    abs_err = np.abs(np.asarray(fd, dtype=np.float64) - np.asarray(ad, dtype=np.float64))
-    return {"abs_error": abs_err, "rel_error": relative_error(fd, ad, axis=2), "summary": acc.summary()}
+
+def z_scores(ad: np.ndarray, fd: np.ndarray, error: np.ndarray, ad_dtype: str) -> np.ndarray:
+    """Per-entry ``z`` (see the module's docstring)."""
+    ad = np.asarray(ad, dtype=np.float64)
+    scale = np.nanmax(np.abs(np.where(np.isfinite(ad), ad, np.nan)), axis=2, initial=0.0, keepdims=True)
+    floor = FLOOR_ULPS * unit_roundoff(ad_dtype) * scale + np.finfo(np.float64).tiny
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        return np.abs(np.asarray(fd, np.float64) - ad) / (np.asarray(error, np.float64) + floor)
 
 
 @dataclass
@@ -144,6 +221,9 @@ class Agreement:
     outputs: list[int]  # output index of each row compared
     compared: str  # the automatic method compared with finite differences
     dtype: str  # the automatic derivatives' dtype
+    cell_z: np.ndarray | None = None  # [k, n] largest z over the points (smooth entries)
+    cell_kinks: np.ndarray | None = None  # [k, n] kinks over the points
+    scheme: str = "central"
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.summary, "compared": self.compared, "dtype": self.dtype}
+        return {**self.summary, "compared": self.compared, "dtype": self.dtype, "scheme": self.scheme}

@@ -49,7 +49,8 @@ def analyse(plan, computed, methods: dict, points: np.ndarray, outputs: np.ndarr
         ad_outputs = list(plan.method(plan.compared).outputs)
         for w in summary["worst"]:
             w["output"] = ad_outputs[w["output"]]  # name outputs by their index in the model
-        agreement = Agreement(summary, ad_outputs, plan.compared, ad_dtype)
+        agreement = Agreement(summary, ad_outputs, plan.compared, ad_dtype, partial.agreement.cell_z,
+                              partial.agreement.cell_kinks, plan.method("finite_difference").scheme or "central")
     nonfinite = {"outputs": M.nonfinite(outputs)}
     for name, m in methods.items():
         if m.status == "ok":

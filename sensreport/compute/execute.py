@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .. import engine
+from ..analysis.agreement import MAX_Z
 from ..inputs import Prepared
 from ..results import MethodResult
 from ..spec import Spec
@@ -41,12 +42,12 @@ def plan_methods(spec: Spec, prepared: Prepared, budget: int) -> Plan:
     if prepared.row_outputs:
         planned.append(MethodPlan("rows", tuple(prepared.row_outputs), item, blocked=prepared.ad_blocked))
     if spec.fd_scheme:
-        planned.append(MethodPlan("finite_difference", tuple(range(target.m)), 8, scheme=spec.fd_scheme,
+        planned.append(MethodPlan("finite_difference", tuple(range(target.m)), 8, kept=2, scheme=spec.fd_scheme,
                                   step=spec.fd_step))
     flat = prepared.x.reshape(len(prepared.x), -1)
     fd_check = spec.checks.get("fd_vs_ad") or {}
     return make_plan(planned, flat, prepared.y, budget=budget, arrays=spec.arrays, ad_dtype=target.dtype,
-                     rtol=fd_check.get("max_rel_error"),
+                     max_z=fd_check.get("max_z", MAX_Z), max_rel_error=fd_check.get("max_rel_error"),
                      fd_dtype=engine.fd_dtype(target) if spec.fd_scheme else None)
 
 
@@ -79,6 +80,7 @@ def method_results(plan: Plan, computed: Computed) -> dict[str, MethodResult]:
         out[mp.name] = MethodResult(
             part.run, outputs=list(mp.outputs), values=store.arrays.get(mp.name) if ok else None,
             step=plan.fd_step if ok and mp.name == "finite_difference" else None,
+            error=store.arrays.get(f"{mp.name}_error") if ok else None,
             path=store.paths.get(mp.name), preview=store.preview.get(mp.name) if ok else None)
     return out
 

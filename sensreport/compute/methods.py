@@ -35,7 +35,7 @@ def _rows(target, x: np.ndarray, mp: MethodPlan, plan: Plan, sl: slice, progress
 def _finite_difference(target, x: np.ndarray, mp: MethodPlan, plan: Plan, sl: slice, progress) -> engine.Derivative:
     # the steps were computed once, for all points, by the plan
     return engine.finite_difference(target, x, scheme=mp.scheme or "central", step=plan.fd_step[sl],
-                                    memory_budget=plan.call_budget, progress=progress)
+                                    memory_budget=plan.call_budget, progress=progress, output_scale=plan.output_scale)
 
 
 METHODS: dict[str, Method] = {

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..analysis import measures as M
-from ..analysis.agreement import tolerance
+from ..analysis.agreement import MAX_Z
 from ..errors import ComputeError
 from ..sizes import format_bytes
 
@@ -22,6 +22,7 @@ class MethodPlan:
     name: str  # jacobian | rows | finite_difference (a key of compute.methods.METHODS)
     outputs: tuple[int, ...]  # output index of each row of the result
     itemsize: int  # bytes per stored value
+    kept: int = 1  # arrays stored per method (finite differences: the values and their error estimate)
     mode: str | None = None  # jacobian: auto | forward | reverse | a kernel name
     scheme: str | None = None  # finite differences
     step: float | str = "auto"  # finite differences, as the spec gave it
@@ -41,9 +42,12 @@ class Plan:
     array_bytes: int  # the full arrays of all methods together
     spread: np.ndarray  # each input's std over all points (finite-difference steps, std-scaled)
     guard: np.ndarray  # per output: |y| at or below which elasticity is undefined
-    rtol: float | None = None  # FD-vs-AD tolerance, when both run
     compared: str | None = None  # the automatic method FD is compared with
+    max_z: float = MAX_Z  # FD-vs-AD: entries agree within this many estimated errors
+    max_rel_error: float | None = None  # FD-vs-AD: an extra bound on the relative error, if the spec sets one
+    ad_dtype: str = "float32"  # the automatic derivatives' dtype
     fd_step: np.ndarray | None = None  # finite differences: every point's step [P, n], computed once
+    output_scale: np.ndarray | None = None  # each output's largest |y| over all points (FD round-off)
 
     @property
     def call_budget(self) -> int:
@@ -68,21 +72,22 @@ def make_plan(
     budget: int,
     arrays: str = "auto",
     ad_dtype: str = "float32",
-    rtol: float | None = None,
+    max_z: float = MAX_Z,
+    max_rel_error: float | None = None,
     fd_dtype: str | None = None,
 ) -> Plan:
     """Estimate memory and decide storage and chunk size.
 
     ``arrays='auto'`` keeps the arrays in memory when they take at most half the budget
     and otherwise keeps none; ``memory`` insists (and fails with a clear message when
-    they cannot fit); ``disk`` writes them chunk by chunk to ``.npy`` files. ``rtol``
-    is the FD-vs-AD tolerance (default by the dtype, see :func:`tolerance`).
+    they cannot fit); ``disk`` writes them chunk by chunk to ``.npy`` files. ``max_z``
+    and ``max_rel_error`` are the FD-vs-AD agreement's thresholds (``checks.fd_vs_ad``).
     ``fd_dtype`` is the dtype finite differences evaluate in (their steps follow it).
     """
     from .. import engine
 
     p, n = points.shape
-    per_point = sum(len(m.outputs) * n * m.itemsize for m in methods)
+    per_point = sum(len(m.outputs) * n * m.itemsize * m.kept for m in methods)
     total = p * per_point
     if arrays == "auto":
         arrays = "memory" if total <= budget // 2 else "none"
@@ -114,7 +119,10 @@ def make_plan(
         array_bytes=int(total),
         spread=spread,
         guard=M.elasticity_guard(outputs),
-        rtol=(rtol or tolerance(ad_dtype)) if compared else None,
         compared=compared,
+        max_z=max_z,
+        max_rel_error=max_rel_error,
+        ad_dtype=ad_dtype,
         fd_step=steps,
+        output_scale=np.nanmax(np.abs(np.where(np.isfinite(outputs), outputs, np.nan)), axis=0, initial=0.0),
     )

@@ -41,10 +41,12 @@ from __future__ import annotations
 from .chunks import MAX_ROWS_PER_CALL, Progress, check_fits, plan_chunks
 from .diagnostics import NO_GRADIENT_OPS, ZERO_GRADIENT_OPS, gradient_blockers
 from .kernels import KERNELS, strategy_name
+from .fdiff import CHANNELS as FD_CHANNELS
 from .methods import (
     KERNEL_ORDER,
     MODES,
     Derivative,
+    FDEstimate,
     MethodRun,
     choose_mode,
     fd_dtype,
@@ -75,6 +77,8 @@ __all__ = [
     "NO_GRADIENT_OPS",
     "ZERO_GRADIENT_OPS",
     "Derivative",
+    "FDEstimate",
+    "FD_CHANNELS",
     "MethodRun",
     "NotDifferentiableError",
     "Progress",

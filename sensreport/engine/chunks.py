@@ -53,6 +53,7 @@ def sweep_basis(
     progress: Progress | None,
     *,
     whole: bool = True,
+    lead: int = 0,
 ) -> tuple[np.ndarray, float, int]:
     """Run ``call(point_slice, basis_indices)`` over chunks of points (outer) and basis
     (inner) and assemble the read-only ``shape`` array; returns (array, first call's
@@ -62,7 +63,8 @@ def sweep_basis(
     basis indices. When one call covers everything (and ``whole``), its result is the
     array: nothing is allocated up front (an unused array cost more than a copy, with
     fresh pages on every call). ``progress`` is told how many points each finished
-    chunk held.
+    chunk held. ``lead`` counts leading axes before the points axis (channels of one
+    result, e.g. a finite difference and its error estimate), which every call fills whole.
     """
     p = len(x)
     if whole and p and per_call >= p and basis >= width:
@@ -83,8 +85,8 @@ def sweep_basis(
                 if calls == 0:
                     first = time.perf_counter() - t0
                 calls += 1
-                where = [sl, slice(None), slice(None)]
-                where[axis] = slice(idx[0], idx[-1] + 1)
+                where = [slice(None)] * lead + [sl, slice(None), slice(None)]
+                where[lead + axis] = slice(idx[0], idx[-1] + 1)
                 out[tuple(where)] = values
             if progress is not None:
                 progress(sl.stop - sl.start)

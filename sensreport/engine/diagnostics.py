@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
-from .target import Target
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the target imports this module
+    from .target import Target
 
 #: Ops through which TensorFlow has no derivative at all: gradients come out as None or 0.
 NO_GRADIENT_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
 #: Ops whose derivative TensorFlow defines as zero (or blocks on purpose).
 ZERO_GRADIENT_OPS = frozenset({"StopGradient", "PreventGradient", "Round", "Rint", "Floor", "Ceil", "Sign"})
 _HARMLESS_OPS = frozenset({"Placeholder", "NoOp"})
+
+
+def graph_nodes(concrete) -> list:
+    """Every node of a traced function's graph, nested function bodies (loops, map_fn) included."""
+    graph_def = concrete.graph.as_graph_def()
+    return list(graph_def.node) + [nd for fn in graph_def.library.function for nd in fn.node_def]
+
+
+def custom_gradient_ops(concrete) -> list[str]:
+    """Names of the ops in a traced function whose gradient ``tf.custom_gradient`` replaced.
+
+    ``tf.custom_gradient`` in a graph marks its ``IdentityN`` op with a
+    ``_gradient_op_type`` attribute (``CustomGradient-<id>``); reverse mode calls that
+    gradient, while forward mode (``ForwardAccumulator``) and ``tf.vectorized_map``'s
+    conversion use the derivatives of the forward ops instead.
+    """
+    found = []
+    for node in graph_nodes(concrete):
+        if "_gradient_op_type" in node.attr and node.attr["_gradient_op_type"].s.startswith(b"CustomGradient"):
+            found.append(node.name)
+    return sorted(set(found))
 
 
 def gradient_blockers(target: Target) -> dict[str, list[str]]:
@@ -27,9 +51,7 @@ def gradient_blockers(target: Target) -> dict[str, list[str]]:
     if target.eager:
         found["none"].add("(not traceable by TensorFlow)")
     else:
-        graph_def = kernel.graph.as_graph_def()
-        nodes = list(graph_def.node) + [nd for fn in graph_def.library.function for nd in fn.node_def]
-        for node in nodes:
+        for node in graph_nodes(kernel):
             if node.op in NO_GRADIENT_OPS:
                 found["none"].add(node.op)
             elif node.op in ZERO_GRADIENT_OPS:

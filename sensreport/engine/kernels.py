@@ -17,8 +17,9 @@ dimension open (``B`` points, ``c`` basis vectors in one call):
 * ``*-full``: the two pfor kernels for the whole basis at once (no index argument):
   ``batch_jacobian`` of all outputs (no ``gather``, whose gradient is a scatter in every
   backward pass) and JVPs of the identity's columns (a constant);
-* ``fd-central`` / ``fd-forward``: every point's perturbed copies built and evaluated
-  in one call, the differences divided by the applied steps in float64.
+* ``fd-central`` / ``fd-forward``: every point's perturbed copies (at ``h`` and ``2h``)
+  built and evaluated in one call; the quotients, their error estimates and the
+  one-sided slopes (:mod:`.fdiff`) in float64.
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from .fdiff import estimates, evaluation_error
 from .runtime import NotDifferentiableError, tensorflow
 
 #: Argument kinds of a kernel's signature: points ``[None, n]`` in the kernel's dtype,
 #: basis indices ``[None]`` (int32), and float64 ``[None, n]`` (finite-difference spans).
-POINTS, INDEX, FLOAT64 = "points", "index", "float64"
+#: and the four applied steps of every point and input ``[None, 4, n]`` (float64).
+#: and each output's magnitude ``[None]`` (float64).
+POINTS, INDEX, FLOAT64, STEPS, SCALE = "points", "index", "float64", "steps", "scale"
 
 
 @dataclass(frozen=True)
@@ -139,38 +143,41 @@ def reverse_pfor_full(t, x):
     return jac  # [B, m, n]
 
 
-def _quotients(diff, span, cols):
-    # differences [B, c, m] in the model's dtype (exact for nearby values), divided by the
-    # applied steps in float64: [B, m, c], the layout of the result
-    tf = tensorflow()
-    den = tf.gather(span, cols, axis=1)[:, None, :]
-    return tf.transpose(tf.cast(diff, tf.float64), [0, 2, 1]) / den
-
-
-def fd_central(t, x, plus, minus, span, cols):
+def _fd(t, x, steps, scale, cols, central: bool):
+    # every point's perturbed copies (x +- h and x +- 2h per column, and x itself) in one
+    # model call; the estimates in float64 ([5, B, m, c], the channels of fdiff.CHANNELS)
     tf = tensorflow()
     n = t.n
     batch, c = tf.shape(x)[0], tf.shape(cols)[0]
     eye = tf.one_hot(cols, n, dtype=x.dtype)[None]  # [1, c, n]
-    up = x[:, None, :] + eye * tf.gather(plus, cols, axis=1)[:, :, None]
-    down = x[:, None, :] - eye * tf.gather(minus, cols, axis=1)[:, :, None]
-    y = t.flat_call(tf.reshape(tf.concat([up, down], axis=1), [-1, n]))
-    y = tf.reshape(y, [batch, 2, c, -1])
-    return _quotients(y[:, 0] - y[:, 1], span, cols)
+    s = tf.gather(steps, cols, axis=2)  # [B, 4, c]: applied +h, -h, +2h, -2h (exact in x's dtype)
+    sx = tf.cast(s, x.dtype)
+    signs = (1.0, -1.0, 1.0, -1.0) if central else (1.0, 1.0)
+    picks = (0, 1, 2, 3) if central else (0, 2)
+    copies = [x[:, None, :] + sign * eye * sx[:, k, :, None] for sign, k in zip(signs, picks)]
+    y = t.flat_call(tf.concat([tf.reshape(tf.concat(copies, axis=1), [-1, n]), x], axis=0))
+    k_ = len(picks)
+    yc = tf.cast(tf.reshape(y[: batch * k_ * c], [batch, k_, c, -1]), tf.float64)  # [B, k, c, m]
+    y0 = tf.cast(y[batch * k_ * c :], tf.float64)[:, None, :]  # [B, 1, m]
+    h = s[:, :, :, None]  # [B, 4, c, 1]
+    if central:
+        parts = estimates(yc[:, 0], yc[:, 1], yc[:, 2], yc[:, 3], y0, h[:, 0], h[:, 1], h[:, 2], h[:, 3],
+                          evaluation_error(x.dtype.name), y_scale=scale[None, None, :], central=True)
+    else:
+        parts = estimates(yc[:, 0], None, yc[:, 1], None, y0, h[:, 0], None, h[:, 2], None,
+                          evaluation_error(x.dtype.name), y_scale=scale[None, None, :], central=False)
+    return tf.transpose(tf.stack(parts), [0, 1, 3, 2])  # [5, B, m, c]
 
 
-def fd_forward(t, x, plus, minus, span, cols):
-    tf = tensorflow()
-    n = t.n
-    batch, c = tf.shape(x)[0], tf.shape(cols)[0]
-    eye = tf.one_hot(cols, n, dtype=x.dtype)[None]
-    up = tf.reshape(x[:, None, :] + eye * tf.gather(plus, cols, axis=1)[:, :, None], [-1, n])
-    y = t.flat_call(tf.concat([up, x], axis=0))
-    y_up = tf.reshape(y[: batch * c], [batch, c, -1])
-    return _quotients(y_up - y[batch * c :][:, None, :], span, cols)
+def fd_central(t, x, steps, scale, cols):
+    return _fd(t, x, steps, scale, cols, central=True)
 
 
-_FD_ARGS = (POINTS, POINTS, POINTS, FLOAT64, INDEX)
+def fd_forward(t, x, steps, scale, cols):
+    return _fd(t, x, steps, scale, cols, central=False)
+
+
+_FD_ARGS = (POINTS, STEPS, SCALE, INDEX)
 
 #: Every kernel by name; :meth:`Target.kernel` compiles them.
 KERNELS: dict[str, KernelDef] = {

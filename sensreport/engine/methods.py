@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .chunks import Progress, check_fits, plan_chunks, sweep_basis
+from .fdiff import CHANNELS, KINK_FACTOR, estimates, evaluation_error
 from .kernels import FULL_KERNELS, strategy_name
 from .runtime import NotDifferentiableError, as_numpy, default_memory_budget, first_line, tensorflow
 from .target import Target
@@ -65,6 +66,23 @@ class MethodRun:
 
 
 @dataclass
+class FDEstimate:
+    """Finite differences with their error estimate and one-sided slopes, each ``[P, m, n]``
+    (read-only views of one array; see :mod:`.fdiff`)."""
+
+    fd: np.ndarray
+    error: np.ndarray
+    backward: np.ndarray
+    forward: np.ndarray
+    kink_error: np.ndarray
+
+    def kinks(self) -> np.ndarray:
+        """Entries where the one-sided slopes disagree beyond their errors (NaN-safe: False)."""
+        with np.errstate(invalid="ignore"):
+            return np.abs(self.forward - self.backward) > KINK_FACTOR * self.kink_error
+
+
+@dataclass
 class Derivative:
     """A derivative array and how it was obtained.
 
@@ -78,6 +96,7 @@ class Derivative:
     values: np.ndarray
     run: MethodRun
     step: np.ndarray | None = None
+    estimate: "FDEstimate | None" = None  # finite differences: error estimate and one-sided slopes
 
     # the record's fields, read directly (``d.strategy``)
     method = property(lambda self: self.run.method)
@@ -88,6 +107,25 @@ class Derivative:
     chunk_points = property(lambda self: self.run.chunk_points)
     notes = property(lambda self: self.run.notes)
     dtype = property(lambda self: self.run.dtype)
+
+
+def honour_custom_gradients(target: Target, order: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
+    """``order`` without forward-mode kernels when the model has custom gradients.
+
+    ``ForwardAccumulator`` differentiates the forward ops and ignores a
+    ``tf.custom_gradient``, so forward mode would return a Jacobian other than the one
+    ``tf.GradientTape`` gives; reverse mode calls the custom gradient. Returns the
+    kernels to try and a note saying so.
+    """
+    custom = target.custom_gradients
+    if not custom or not any(k.startswith("forward") for k in order):
+        return order, []
+    kept = tuple(k for k in order if not k.startswith("forward"))
+    if kept in ((), ("reverse-tiled",)):
+        kept = KERNEL_ORDER["reverse"]  # forward was asked for: its vectorized counterpart first
+    shown = ", ".join(custom[:3]) + (f" and {len(custom) - 3} more" if len(custom) > 3 else "")
+    return kept, [f"The model defines custom gradients (tf.custom_gradient: {shown}), which forward mode cannot "
+                  f"honour; reverse mode ({strategy_name(kept[0])}) ran instead, as tf.GradientTape would."]
 
 
 def select_kernel(target: Target, order) -> tuple[str, Any, list[str]]:
@@ -153,6 +191,8 @@ def jacobian(
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     direction = choose_mode(n, m) if mode == "auto" else mode.split("-")[0]
     order = KERNEL_ORDER[direction] if mode in ("auto", "forward", "reverse") else (mode, "reverse-tiled")
+    order, custom_notes = honour_custom_gradients(target, order)
+    direction = order[0].split("-")[0]
 
     def plan(direction: str) -> tuple[int, int, int]:
         width = n if direction == "forward" else m
@@ -165,6 +205,7 @@ def jacobian(
         # tracing pfor is most of a first call)
         order = tuple(FULL_KERNELS.get(k, k) for k in order)
     kind, kernel, notes = select_kernel(target, order)
+    notes = custom_notes + notes
     strategy = strategy_name(kind)
     if strategy.split("-")[0] != direction:  # fell back to the other direction
         direction = strategy.split("-")[0]
@@ -231,7 +272,9 @@ def rows(
     order = KERNEL_ORDER["reverse"]
     if choose_mode(n, k) == "forward":
         order = ("forward-pfor", "forward-tiled") + order
+    order, custom_notes = honour_custom_gradients(target, order)
     strategy, kernel, notes = select_kernel(target, order)
+    notes = custom_notes + notes
     selected = np.asarray(outputs, dtype=np.int32)
     forward = strategy.startswith("forward")
     width = n if forward else k
@@ -284,6 +327,20 @@ def fd_step(
     return eps**power * np.maximum(np.abs(x), spread[None, :])
 
 
+def applied_steps(x: np.ndarray, h: np.ndarray, scheme: str) -> np.ndarray:
+    """The steps as applied in ``x``'s dtype, ``[P, 4, n]`` float64: ``fl(x + h) - x``,
+    ``x - fl(x - h)``, and the same for ``2h`` (the minus ones zero for forward differences)."""
+    dtype = x.dtype
+    hd, h2 = h.astype(dtype), (2 * h).astype(dtype)
+    out = np.zeros((len(x), 4, x.shape[1]))
+    out[:, 0] = (x + hd) - x
+    out[:, 2] = (x + h2) - x
+    if scheme == "central":
+        out[:, 1] = x - (x - hd)
+        out[:, 3] = x - (x - h2)
+    return out
+
+
 def fd_dtype(target: Target) -> str:
     """The dtype finite differences of ``target`` evaluate in: float64 when the model
     computes in float64 given float64 inputs, else its own dtype."""
@@ -301,6 +358,7 @@ def finite_difference(
     key: str = "methods.finite_difference",
     progress: Progress | None = None,
     spread: np.ndarray | None = None,
+    output_scale: np.ndarray | None = None,
 ) -> Derivative:
     """Finite-difference Jacobians ``[P, m, n]`` (float64) from batched model calls.
 
@@ -309,7 +367,8 @@ def finite_difference(
     is evaluated in float64 when it computes in float64 given float64 inputs, otherwise
     in its own dtype; the step follows that dtype (see :func:`fd_step`; ``spread`` is
     each input's standard deviation over all points, computed from ``points`` when not
-    given; an array ``[P, n]`` gives every point's step, as :func:`fd_step` computed
+    given; ``output_scale`` each output's largest |y| over all points, for the round-off
+    estimate, computed from ``points`` when not given; an array ``[P, n]`` gives every point's step, as :func:`fd_step` computed
     it). The step actually applied is ``(x + h) - x`` in that dtype, so rounding of
     ``x + h`` does not bias the quotient.
     """
@@ -322,16 +381,14 @@ def finite_difference(
         target.evaluate(x64[:1].astype(dtype), dtype=dtype)
     m = target.m
     budget = memory_budget or default_memory_budget()
-    check_fits(key, (p, m, n), 8, budget, "finite-difference array")
+    check_fits(key, (len(CHANNELS), p, m, n), 8, budget, "finite-difference array (with its error estimate)")
     if isinstance(step, np.ndarray):
         h = np.asarray(step, dtype=np.float64).reshape(p, n)  # the caller's steps (computed once per run)
     else:
         h = fd_step(x64, scheme, dtype, step, spread=spread)
     x = x64.astype(dtype)
-    plus = (x + h.astype(dtype)) - x
-    minus = x - (x - h.astype(dtype)) if scheme == "central" else np.zeros_like(x)
-    span = plus.astype(np.float64) + minus  # the quotients' denominators, exact in float64
-    copies = 2 if scheme == "central" else 1
+    steps = applied_steps(x, h, scheme)  # [P, 4, n]: +h, -h, +2h, -2h as applied in the model's dtype
+    copies = 4 if scheme == "central" else 2
     per_call, basis = plan_chunks(copies * n + 1, target.row_bytes(dtype), p, budget)
     cols_per_call = max(1, basis // copies)
     evaluate = target.kernel("evaluate", dtype)
@@ -342,30 +399,41 @@ def finite_difference(
             fd_kernel = target.kernel(f"fd-{scheme}", dtype)
         except Exception:  # noqa: BLE001 - fall back to building the copies in numpy
             fd_kernel = None
+    eps_f = evaluation_error(dtype)
+    central = scheme == "central"
+    if output_scale is None:  # each output's magnitude over these points (the run passes all points')
+        y = target.evaluate(x, dtype=dtype, memory_budget=budget).astype(np.float64)
+        output_scale = np.nanmax(np.abs(np.where(np.isfinite(y), y, np.nan)), axis=0, initial=0.0)
+    scale = np.asarray(output_scale, dtype=np.float64).reshape(m)
 
     def call(sl, cols):
         if fd_kernel is not None:
             tf = tensorflow()
-            return as_numpy(fd_kernel(tf.constant(x[sl]), tf.constant(plus[sl]), tf.constant(minus[sl]),
-                                    tf.constant(span[sl]), tf.constant(cols, tf.int32)))  # [b, m, c]
+            return as_numpy(fd_kernel(tf.constant(x[sl]), tf.constant(steps[sl]), tf.constant(scale),
+                                      tf.constant(cols, tf.int32)))
         xs, c = x[sl], len(cols)
         eye = np.zeros((c, n), dtype=dtype)
         eye[np.arange(c), cols] = 1
-        up = xs[:, None, :] + eye[None] * plus[sl, None, :]  # [b, c, n]
-        if scheme == "central":
-            down = xs[:, None, :] - eye[None] * minus[sl, None, :]
-            y = target.call(evaluate, np.concatenate([up, down], axis=1).reshape(-1, n)).astype(np.float64)
-            y = y.reshape(len(xs), 2, c, m)
-            diff = y[:, 0] - y[:, 1]
+        s = steps[sl][:, :, cols]  # [b, 4, c]
+        picks = ((0, 1.0), (1, -1.0), (2, 1.0), (3, -1.0)) if central else ((0, 1.0), (2, 1.0))
+        shifted = [xs[:, None, :] + sign * eye[None] * s[:, k, :, None].astype(dtype) for k, sign in picks]
+        y = target.call(evaluate, np.concatenate([np.concatenate(shifted, axis=1).reshape(-1, n), xs], axis=0))
+        y = y.astype(np.float64)
+        yc = y[: len(xs) * len(picks) * c].reshape(len(xs), len(picks), c, m)
+        y0 = y[len(xs) * len(picks) * c :][:, None, :]
+        hs = s[:, :, :, None]
+        if central:
+            parts = estimates(yc[:, 0], yc[:, 1], yc[:, 2], yc[:, 3], y0, hs[:, 0], hs[:, 1], hs[:, 2], hs[:, 3], eps_f,
+                              y_scale=scale)
         else:
-            y = target.call(evaluate, np.concatenate([up.reshape(-1, n), xs], axis=0)).astype(np.float64)
-            diff = y[: len(xs) * c].reshape(len(xs), c, m) - y[len(xs) * c :][:, None, :]
-        return np.transpose(diff / span[sl][:, cols][:, :, None], (0, 2, 1))  # [b, m, c]
+            parts = estimates(yc[:, 0], None, yc[:, 1], None, y0, hs[:, 0], None, hs[:, 2], None, eps_f,
+                              y_scale=scale, central=False)
+        return np.transpose(np.stack(parts), (0, 1, 3, 2))  # [5, b, m, c]
 
     t_start = time.perf_counter()
     # the numpy fallback's result is a transposed view: placed into a C-ordered array
-    out, first, calls = sweep_basis(x, (p, m, n), np.float64, per_call, n, cols_per_call, 2, call, progress,
-                                   whole=fd_kernel is not None)
+    out, first, calls = sweep_basis(x, (len(CHANNELS), p, m, n), np.float64, per_call, n, cols_per_call, 2, call,
+                                    progress, whole=fd_kernel is not None, lead=1)
     notes = list(target.notes)
     if dtype != "float64":
         notes.append(
@@ -373,7 +441,7 @@ def finite_difference(
             f"were evaluated in {dtype} (step and expected accuracy follow {dtype})."
         )
     return Derivative(
-        values=out,
+        values=out[0],
         run=MethodRun(
             method="finite_difference",
             strategy=f"{scheme}, batched",
@@ -385,4 +453,5 @@ def finite_difference(
             dtype=dtype,
         ),
         step=h,
+        estimate=FDEstimate(*out),
     )

@@ -8,7 +8,8 @@ from typing import Any, Callable
 import numpy as np
 
 from .chunks import MAX_ROWS_PER_CALL, plan_chunks
-from .kernels import FLOAT64, INDEX, KERNELS, strategy_name
+from .diagnostics import custom_gradient_ops
+from .kernels import FLOAT64, INDEX, KERNELS, SCALE, STEPS, strategy_name
 from .runtime import NotDifferentiableError, as_numpy, default_memory_budget, first_line, tensorflow
 from .xla import XlaChoices
 
@@ -62,8 +63,9 @@ class Target:
         self.notes: list[str] = []
         self._vectorize = "pfor"
         self._eager = False
+        self._custom_gradients: list[str] | None = None  # set when the model is first traced
         self._traced_output_shape: tuple[int, ...] | None = None
-        self._native_output_dtype = None
+        self._native_output_dtype: dict[str, str] = {}  # input dtype -> the dtype the model's outputs come in
         self._kernels: dict[tuple[str, str, bool], Any] = {}  # the tf.functions (traced once each)
         self._calls: dict[tuple[str, str, bool], Any] = {}  # what is called: their concrete functions
 
@@ -82,6 +84,19 @@ class Target:
     def eager(self) -> bool:
         """True when TensorFlow cannot trace the function: it is called eagerly, no derivatives."""
         return self._eager
+
+    @property
+    def custom_gradients(self) -> list[str]:
+        """Ops of the traced model with a ``tf.custom_gradient`` (empty when there is none).
+
+        Forward-mode kernels and ``tf.vectorized_map`` cannot honour a custom gradient:
+        for such a model the engine uses reverse-mode kernels only, and maps a per-point
+        function with ``tf.map_fn``, so that every derivative is the one
+        ``tf.GradientTape`` gives.
+        """
+        if self._custom_gradients is None:
+            self.kernel("evaluate", self.dtype)
+        return list(self._custom_gradients or [])
 
     def note(self, text: str) -> None:
         """Remember a fact about how this target runs (results show the notes)."""
@@ -108,7 +123,7 @@ class Target:
         y = tf.convert_to_tensor(y)
         if self.output_shape is None and y.shape.rank is not None:
             self._traced_output_shape = tuple(int(s) if s is not None else -1 for s in y.shape[1:])
-        self._native_output_dtype = y.dtype
+        self._native_output_dtype[xf.dtype.name] = y.dtype.name
         if y.dtype != xf.dtype:
             y = tf.cast(y, xf.dtype)
         return tf.reshape(y, [batch, -1])
@@ -131,7 +146,8 @@ class Target:
         tf = tensorflow()
         spec = KERNELS[kind]
         tdtype = tf.as_dtype(dtype)
-        kinds = {INDEX: tf.TensorSpec([None], tf.int32), FLOAT64: tf.TensorSpec([None, self.n], tf.float64)}
+        kinds = {INDEX: tf.TensorSpec([None], tf.int32), FLOAT64: tf.TensorSpec([None, self.n], tf.float64),
+                 STEPS: tf.TensorSpec([None, 4, self.n], tf.float64), SCALE: tf.TensorSpec([None], tf.float64)}
         sig = [kinds.get(a, tf.TensorSpec([None, self.n], tdtype)) for a in spec.args]
         if spec.vectorized or spec.traced_model:
             self.kernel("evaluate", dtype)  # settles vectorization / eager mode of the model first
@@ -179,9 +195,44 @@ class Target:
                 compiled = concrete = self.eager_evaluate
             else:
                 raise
+        if jit:
+            concrete = self._first_call_guard(kind, dtype, concrete)
+        if kind == "evaluate" and self._custom_gradients is None and not self._eager:
+            self._custom_gradients = custom_gradient_ops(concrete)
+            if self._custom_gradients and not self.batched and self._vectorize == "pfor":
+                # vectorized_map's conversion drops custom gradients; a while loop keeps them
+                self._vectorize = "map_fn"
+                self.note("The function defines custom gradients (tf.custom_gradient), which tf.vectorized_map "
+                          "cannot keep; points were mapped with tf.map_fn instead (slower, same numbers).")
+                self._kernels.clear()
+                self._calls.clear()
+                return self.kernel(kind, dtype)
         self._kernels[key] = compiled
         self._calls[key] = concrete
         return concrete
+
+    def _first_call_guard(self, kind: str, dtype: str, concrete):
+        """XLA compiles at the first call, and can refuse an op only then (e.g. the
+        TensorLists of tf.map_fn): the first call falls back to the same kernel without
+        XLA, which is then used from the next call on."""
+        state = {"checked": False}
+
+        def call(*args):
+            if state["checked"]:
+                return concrete(*args)
+            try:
+                out = concrete(*args)
+            except Exception as exc:  # noqa: BLE001 - any compile failure: run without XLA
+                self.xla.refused.add((kind, dtype))
+                self.note(f"XLA could not compile {strategy_name(kind)} ({first_line(exc)}); it runs without XLA.")
+                plain = self.kernel(kind, dtype, jit=False)
+                self._calls[(kind, dtype, True)] = plain
+                return plain(*args)
+            state["checked"] = True
+            self._calls[(kind, dtype, True)] = concrete  # later lookups skip the guard
+            return out
+
+        return call
 
     def call(self, kernel, batch: np.ndarray) -> np.ndarray:
         """Outputs ``[b, m]`` of ``batch`` through the evaluate ``kernel`` (or eagerly)."""
@@ -227,8 +278,8 @@ class Target:
             self.evaluate(np.zeros((1, self.n)), dtype=dtype)
         except Exception:  # noqa: BLE001 - a function that refuses this dtype
             return self.dtype
-        native = self._native_output_dtype
-        return native.name if native is not None and not self._eager else dtype
+        native = self._native_output_dtype.get(str(dtype))
+        return native if native is not None and not self._eager else dtype
 
     # ----------------------------------------------------------- memory plan
     def row_bytes(self, dtype: str | None = None) -> int:

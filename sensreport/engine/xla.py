@@ -95,10 +95,12 @@ def autotune_xla(target, kind: str, make_args: Callable[[], tuple]) -> list[str]
     if key in choices.refused:  # tracing for XLA failed: the target noted it
         return []
     try:
-        xla_kernel(*args)  # compiles
+        xla_kernel(*args)  # compiles (a refusal at this first call falls back by itself and is noted)
     except Exception as exc:  # noqa: BLE001 - XLA cannot compile every op
         choices.refused.add(key)
         return [f"XLA could not compile {strategy_name(kind)} ({first_line(exc)}); it runs without XLA."]
+    if key in choices.refused:
+        return []
 
     # interleaved, so that a burst of load elsewhere hits both variants alike
     def clear(best):

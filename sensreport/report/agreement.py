@@ -1,34 +1,39 @@
-"""Finite differences against automatic derivatives: the scatter, the error map, the steps."""
+"""Finite differences against automatic derivatives: the scatter, the map of the largest
+z (error in units of the estimated finite-difference error), kinks, the steps."""
 
 from __future__ import annotations
 
-from typing import Any
 import math
+from typing import Any
 
 import numpy as np
 
 from ..analysis import summaries as S
+from ..analysis.agreement import MAX_Z, z_scores
 from ..analysis.stats import ranking
-from ..analysis.stats import relative_error
 from .context import Context
 from .figures import BLUE, GREY, SEQUENTIAL, VERMILLION, figure, heat_axes, heat_height
-from .format import plotly_text, round_list, tolerance_text
+from .format import plotly_text, round_list
 from .heatmaps import HEATMAP_CELLS
 
-
 SCATTER_ENTRIES = 2_000  # FD-vs-AD entries drawn in the scatter
+SCATTER_WORST = 200  # of which the worst by z
+AGREEMENT_ENTRIES = 8_000_000  # entries the scatter is computed from at most
 
 
-SCATTER_WORST = 200  # of which the worst by relative error
-
-
-AGREEMENT_ENTRIES = 8_000_000  # entries the error heatmap and scatter are computed from at most
+def _max_z(ctx: Context) -> float:
+    """The threshold the fd_vs_ad check used (as the checks stage recorded it)."""
+    check = next((c for c in ctx.result.checks if c.id == "fd_vs_ad"), None)
+    if check is not None and isinstance(check.threshold, dict) and check.threshold.get("max_z"):
+        return float(check.threshold["max_z"])
+    return MAX_Z
 
 
 def agreement_section(ctx: Context) -> dict:
     r = ctx.result
     fd = r.methods.get("finite_difference")
-    out: dict[str, Any] = {"summary": None, "figures": [], "notes": [], "step": None, "worst": []}
+    out: dict[str, Any] = {"summary": None, "figures": [], "notes": [], "step": None, "worst": [], "kinks": [],
+                           "max_z": _max_z(ctx)}
     if fd is not None and fd.status == "ok" and fd.step is not None:
         step = np.asarray(fd.step, dtype=np.float64)
         med = np.median(step, axis=0)
@@ -39,60 +44,65 @@ def agreement_section(ctx: Context) -> dict:
         }
     if not r.agreement:
         return out
-    a = r.agreement.summary
+    ag = r.agreement
+    a = ag.to_dict()
     out["summary"] = a
-    out["worst"] = [{**w, "output_name": ctx.names_out[w["output"]], "input_name": ctx.names_in[w["input"]]}
-                    for w in a["worst"]]
-    name = r.agreement.compared
-    ad_m = r.methods.get(name)
-    ad_outputs = list(r.agreement.outputs)
-    if ad_m is None or ad_m.values is None or fd.values is None:
-        out["notes"].append("The per-entry comparison needs both derivative arrays, which this run did not keep; "
-                            "the summary and the worst entries above come from the run itself.")
+    name = lambda w: {**w, "output_name": ctx.names_out[w["output"]], "input_name": ctx.names_in[w["input"]]}  # noqa: E731
+    out["worst"] = [name(w) for w in a["worst"]]
+    out["kinks"] = [name(w) for w in a["kinks"]["worst"]]
+    if ag.scheme != "central":
+        out["notes"].append("Kinks are not detected with forward differences (scheme: forward): they need the "
+                            "slopes on both sides of each point.")
+    if ag.cell_z is not None:
+        out["figures"].append(fd_z_map(ctx, ag.cell_z, ag.cell_kinks, ag.outputs, out["max_z"]))
+    ad_m = r.methods.get(ag.compared)
+    if ad_m is None or ad_m.values is None or fd.values is None or fd.error is None:
+        out["notes"].append("The per-entry scatter needs the derivative arrays and the error estimates, which this "
+                            "run did not keep in memory; the map, the summary and the worst entries come from the "
+                            "run itself.")
         return out
-    ad_all, fd_all = ad_m.values, fd.values
-    P = len(ad_all)
-    per_point = max(1, len(ad_outputs) * ctx.n)
+    P = len(ad_m.values)
+    per_point = max(1, len(ag.outputs) * ctx.n)
     pts = S.subsample_indices(P, max(1, AGREEMENT_ENTRIES // per_point))
-    ad = np.asarray(ad_all[pts], dtype=np.float64)
-    fdv = np.asarray(fd_all[pts], dtype=np.float64)[:, ad_outputs, :]
-    rel = relative_error(fdv, ad, axis=2)
+    ad = np.asarray(ad_m.values[pts], dtype=np.float64)
+    fdv = np.asarray(fd.values[pts], dtype=np.float64)[:, ag.outputs, :]
+    err = np.asarray(fd.error[pts], dtype=np.float64)[:, ag.outputs, :]
+    z = z_scores(ad, fdv, err, ag.dtype)
     if len(pts) < P:
-        out["notes"].append(f"The plots use {len(pts):,} of {P:,} points, evenly spaced (entry budget).")
-    out["figures"].append(fd_scatter(ctx, ad, fdv, rel, pts, ad_outputs, a["rtol"]))
-    out["figures"].append(fd_error_map(ctx, rel, pts, ad_outputs, a["rtol"]))
+        out["notes"].append(f"The scatter uses {len(pts):,} of {P:,} points, evenly spaced (entry budget).")
+    out["figures"].insert(0, fd_scatter(ctx, ad, fdv, z, pts, ag.outputs, out["max_z"]))
     return out
 
 
-def fd_scatter(ctx: Context, ad, fd, rel, pts, outputs, rtol) -> dict:
-    flat_rel = np.where(np.isfinite(rel), rel, np.inf).ravel()
-    total = flat_rel.size
+def fd_scatter(ctx: Context, ad, fd, z, pts, outputs, max_z) -> dict:
+    flat = np.where(np.isfinite(z), z, np.inf).ravel()
+    total = flat.size
     if total > SCATTER_ENTRIES:
-        worst = np.argpartition(-flat_rel, SCATTER_WORST - 1)[:SCATTER_WORST]
+        worst = np.argpartition(-flat, SCATTER_WORST - 1)[:SCATTER_WORST]
         keep = np.ones(total, dtype=bool)
         keep[worst] = False
         rest = np.flatnonzero(keep)
         pick = np.concatenate([worst, rest[S.subsample_indices(len(rest), SCATTER_ENTRIES - SCATTER_WORST)]])
-        note = (f"{SCATTER_ENTRIES:,} of {total:,} entries are drawn: the {SCATTER_WORST} with the largest relative "
-                "error and the rest evenly spaced.")
+        note = (f"{SCATTER_ENTRIES:,} of {total:,} entries are drawn: the {SCATTER_WORST} with the largest z and the "
+                "rest evenly spaced.")
     else:
         pick = np.arange(total)
         note = f"All {total:,} entries are drawn."
-    p_i, o_i, j_i = np.unravel_index(pick, rel.shape)
-    x, y, e = ad.ravel()[pick], fd.ravel()[pick], flat_rel[pick]
+    p_i, o_i, j_i = np.unravel_index(pick, z.shape)
+    x, y, e = ad.ravel()[pick], fd.ravel()[pick], flat[pick]
     labels = [f"point #{int(pts[p])} · {plotly_text(ctx.names_out[outputs[o]])} / {plotly_text(ctx.names_in[j])}"
               for p, o, j in zip(p_i, o_i, j_i)]
-    ok = e <= rtol
+    ok = e <= max_z
     data = []
-    for mask, name, colour, symbol in ((ok, f"within tolerance ({tolerance_text(rtol)})", BLUE, "circle"),
-                                       (~ok, "outside tolerance", VERMILLION, "x")):
+    for mask, label, colour, symbol in ((ok, f"within {max_z:g} estimated errors", BLUE, "circle"),
+                                        (~ok, "beyond (or on a kink)", VERMILLION, "x")):
         idx = np.flatnonzero(mask)
-        data.append({"type": "scatter", "mode": "markers", "name": f"{name}: {len(idx):,} drawn",
+        data.append({"type": "scatter", "mode": "markers", "name": f"{label}: {len(idx):,} drawn",
                      "x": round_list(x[idx], 8), "y": round_list(y[idx], 8), "text": [labels[i] for i in idx],
-                     "customdata": round_list(e[idx], 3),
+                     "customdata": round_list(np.where(np.isfinite(e[idx]), e[idx], np.nan), 3),
                      "marker": {"color": colour, "symbol": symbol, "size": 6, "opacity": 0.75},
                      "hovertemplate": "%{text}<br>automatic %{x:.6g}<br>finite difference %{y:.6g}"
-                                      "<br>relative error %{customdata:.3g}<extra></extra>"})
+                                      "<br>z %{customdata:.3g}<extra></extra>"})
     finite = np.concatenate([x[np.isfinite(x)], y[np.isfinite(y)]])
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     data.append({"type": "scatter", "mode": "lines", "x": [lo, hi], "y": [lo, hi], "name": "identity (fd = ad)",
@@ -104,38 +114,35 @@ def fd_scatter(ctx: Context, ad, fd, rel, pts, outputs, rtol) -> dict:
     return {"fig": figure("fd-scatter", data, layout, table="points"), "notes": [note]}
 
 
-def fd_error_map(ctx: Context, rel, pts, outputs, rtol) -> dict:
-    with np.errstate(invalid="ignore"):
-        r = np.where(np.isfinite(rel), rel, np.nan)
-        worst = np.nanmax(np.where(np.isnan(r), -np.inf, r), axis=0)  # [k, n]
-        at = np.argmax(np.where(np.isnan(r), -np.inf, r), axis=0)
-    worst = np.where(np.isinf(worst), np.nan, worst)
-    n_cols = ctx.n
-    cols = list(range(n_cols))
+def fd_z_map(ctx: Context, cell_z: np.ndarray, cell_kinks: np.ndarray, outputs, max_z) -> dict:
+    """The largest z over the points per output and input (log scale), kinks in the hover."""
+    worst = np.asarray(cell_z, dtype=np.float64)
+    cols = list(range(ctx.n))
     limit = max(10, HEATMAP_CELLS // max(1, len(outputs)))
     notes = []
-    if n_cols > limit:
+    if ctx.n > limit:
         cols = sorted(ranking(np.nanmax(np.where(np.isnan(worst), -np.inf, worst), axis=0))[:limit])
-        notes.append(f"Cell budget: the {limit:,} inputs with the largest errors are drawn.")
+        notes.append(f"Cell budget: the {limit:,} inputs with the largest z are drawn.")
     w = worst[:, cols]
-    z = np.log10(np.maximum(w, 1e-16))  # exact agreement (0) is drawn at 1e-16
-    custom = [[[round_list(w[i, c], 4), int(pts[at[i, j]])] for c, j in enumerate(cols)] for i in range(len(outputs))]
-    lo = math.floor(np.nanmin(z)) if np.isfinite(z).any() else -16
+    z = np.log10(np.maximum(w, 1e-6))  # exact agreement (0) is drawn at 1e-6
+    custom = [[[round_list(w[i, c], 4), int(cell_kinks[i, j])] for c, j in enumerate(cols)] for i in range(len(outputs))]
+    lo = math.floor(np.nanmin(z)) if np.isfinite(z).any() else -6
     hi = math.ceil(np.nanmax(z)) if np.isfinite(z).any() else 0
-    hi = max(hi, math.ceil(math.log10(rtol)) + 1, lo + 1)
+    hi = max(hi, math.ceil(math.log10(max_z)) + 1, lo + 1)
     step = max(1, math.ceil((hi - lo) / 7))
     ticks = list(range(lo, hi + 1, step))
     trace = {"type": "heatmap", "x": [plotly_text(ctx.names_in[j]) for j in cols],
              "y": [plotly_text(ctx.names_out[o]) for o in outputs], "z": round_list(z, 4), "customdata": custom,
              "meta": {"values": "customdata"}, "colorscale": SEQUENTIAL, "zmin": lo, "zmax": hi,
-             "colorbar": {"title": {"text": "largest relative error"}, "tickvals": ticks,
-                          "ticktext": [f"1e{t}" for t in ticks]},
-             "hovertemplate": "input %{x}<br>output %{y}<br>largest relative error %{customdata[0]:.3g}"
-                              "<br>at point #%{customdata[1]}<extra></extra>"}
+             "colorbar": {"title": {"text": "largest z"}, "tickvals": ticks, "ticktext": [f"1e{t}" for t in ticks]},
+             "hovertemplate": "input %{x}<br>output %{y}<br>largest z %{customdata[0]:.3g}"
+                              "<br>kinks %{customdata[1]}<extra></extra>"}
     x_names = [ctx.names_in[j] for j in cols]
     y_names = [ctx.names_out[o] for o in outputs]
     layout = {**heat_axes("input", "output", x_names, y_names), "height": heat_height(len(outputs), 22, x_names),
-              "title": {"text": "Largest relative error over the points (log scale)", "x": 0, "xanchor": "left"}}
-    notes.append(f"Colour is log10 of the largest relative error; the tolerance {tolerance_text(rtol)} is at "
-                 f"{math.log10(rtol):.1f}. Bright cells are where the two methods disagree most.")
+              "title": {"text": "Largest z over the points (log scale): |ad − fd| in estimated FD errors",
+                        "x": 0, "xanchor": "left"}}
+    notes.append(f"Colour is log10 of the largest z over the smooth entries; the threshold {max_z:g} is at "
+                 f"{math.log10(max_z):.2f}. Bright cells are where the two methods disagree most; hover shows how "
+                 "many points lie on a kink there.")
     return {"fig": figure("fd-error", [trace], layout, table="matrix"), "notes": notes}

@@ -148,12 +148,15 @@ SCHEMA: dict[str, Any] = {
                         "type": "object",
                         "additionalProperties": False,
                         "properties": {
-                            "max_rel_error": {"type": "number", "exclusiveMinimum": 0},
+                            "max_z": {"type": "number", "exclusiveMinimum": 0,
+                                      "description": "Entries agree within this many estimated FD errors (default 3)."},
+                            "max_rel_error": {"type": "number", "exclusiveMinimum": 0,
+                                              "description": "An extra bound on each entry's relative error."},
                             "min_share": {"type": "number", "minimum": 0, "maximum": 1},
                             "severity": {"enum": ["fail", "warn", "info"]},
                         },
                     }],
-                    "x-expected": "false or a mapping with max_rel_error, min_share, severity",
+                    "x-expected": "false or a mapping with max_z, max_rel_error, min_share, severity",
                 },
                 "nonfinite": {
                     "anyOf": [{"const": False}, {
@@ -249,7 +252,8 @@ SCHEMA: dict[str, Any] = {
 
 
 CHECK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "fd_vs_ad": {"max_rel_error": None, "min_share": 0.99, "severity": "fail"},
+    # every smooth entry within 3 estimated errors (kinks are findings, not failures)
+    "fd_vs_ad": {"max_z": 3.0, "max_rel_error": None, "min_share": 1.0, "severity": "fail"},
     "nonfinite": {"severity": "fail"},
     "dead_inputs": {"max_count": 0, "severity": "warn"},
     # the report's findings about the per-point derivatives: information unless a spec raises them
