@@ -284,9 +284,10 @@ def apply(result: RunResult, config: dict[str, Any], baseline_doc: dict | None, 
         if baseline_doc is None:
             comparison = {"error": f"baseline not found: {cfg['path']}"}
         else:
-            table = measure_table(result, cfg["measure"])
+            measure = cfg["measure"] or result.leading_measure or "mean_abs"
+            table = measure_table(result, measure)
             comparison = (compare(table, baseline_doc, cfg["top_k"]) if table is not None
-                          else {"error": f"this run has no '{cfg['measure']}' values to compare"})
+                          else {"error": f"this run has no '{measure}' values to compare"})
             comparison["path"] = str(cfg["path"])
     result.baseline = comparison
     result.checks = evaluate(result, config)

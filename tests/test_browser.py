@@ -182,12 +182,13 @@ def test_hover_names_the_input_output_value_and_rank(reports, open_page):
     folder = reports["tabular"]
     res = results(folder)
     page = open_page(folder / "report.html")
-    values = res["measures"]["values"]["mean_abs"]["per_output"]["p_late"]
+    lead = res["measures"]["leading"]  # every view ranks by the leading measure
+    values = res["measures"]["values"][lead]["per_output"]["p_late"]
     text = page.hover_cell("heat-aggregate", col=2, row=1)  # debt_ratio, p_late
-    rank = res["rankings"]["mean_abs"]["per_output"]["p_late"].index("debt_ratio") + 1
+    rank = res["rankings"][lead]["per_output"]["p_late"].index("debt_ratio") + 1
     assert "input debt_ratio" in text and "output p_late" in text
-    assert f"mean |dy/dx| {values['debt_ratio']:.4g}" in text
-    assert f"rank {rank} of 5 inputs for this output" in text
+    assert f"std-scaled sensitivity {values['debt_ratio']:.4g}" in text and lead == "std_scaled"
+    assert f"rank {rank} of 5 inputs for this output by std-scaled sensitivity" in text
     text = page.hover_cell("heat-aggregate", col=0, row=0)
     assert "input age" in text and "output p_default" in text
     page.clean()

@@ -280,8 +280,10 @@ def test_heatmaps_hold_the_measures_and_per_point_derivatives():
     figs = json.loads(build_report(r)["payload_json"])["figures"]
     agg = figs["heat-aggregate"]
     t = agg["data"][0]
-    np.testing.assert_allclose(t["z"], sig(r.measures["mean_abs"], 6))
-    assert t["customdata"] == stats.rank_positions(r.measures["mean_abs"]).tolist()
+    # the leading measure (std-scaled here), as in the summary and the rankings
+    assert r.leading_measure == "std_scaled" and t["meta"] == "std-scaled sensitivity"
+    np.testing.assert_allclose(t["z"], sig(r.measures["std_scaled"], 6))
+    assert t["customdata"] == stats.rank_positions(r.measures["std_scaled"]).tolist()
     assert t["x"] == r.input_names and t["y"] == r.output_names
     np.testing.assert_allclose(agg["variants"]["signed"]["data"][0]["z"],
                                sig(r.methods["jacobian"].values.mean(axis=0), 6))
@@ -400,7 +402,7 @@ def test_image_shaped_inputs_are_drawn_as_images():
     assert rep["heatmaps"] is None and "heat-aggregate" not in figs
     img = figs["img-aggregate"]
     assert len(img["data"]) == 3
-    expected = S.to_image(r.measures["mean_abs"][1], [6, 5, 2])  # channels averaged as mean |value|
+    expected = S.to_image(r.measures[r.leading_measure][1], [6, 5, 2])  # channels averaged as mean |value|
     np.testing.assert_allclose(img["data"][1]["customdata"], sig(expected, 4))
     assert np.asarray(img["data"][1]["z"]).shape == (6, 5)
     assert img["layout"]["coloraxis"]["cmax"] == 1

@@ -9,7 +9,7 @@ import numpy as np
 from ..analysis import stats
 from ..analysis import summaries as S
 from ..analysis.stats import ranking
-from .context import Context, preview
+from .context import NOUNS, Context, preview
 from .figures import DIVERGING, SEQUENTIAL, clip_note, figure, heat_axes, heat_height
 from .format import format_number, plotly_text, round_list
 
@@ -44,28 +44,29 @@ def heatmap_columns(ctx: Context) -> tuple[list[int], list[int], list[str]]:
 
 def heatmaps_section(ctx: Context) -> dict | None:
     r = ctx.result
-    if ctx.image or not r.measure_source or "mean_abs" not in r.measures:
+    if ctx.image or not r.measure_source or ctx.primary is None:
         return None
+    lead, lead_text = ctx.primary, NOUNS[ctx.primary]  # the one leading measure, as in the rankings
     rows, cols, budget_notes = heatmap_columns(ctx)
     xs = [plotly_text(ctx.names_in[j]) for j in cols]
     ys = [plotly_text(ctx.names_out[ctx.outputs[i]]) for i in rows]
     out: dict[str, Any] = {"figures": [], "notes": list(budget_notes)}
     if ctx.k < len(ctx.names_out):
         out["notes"].append(f"Only the {ctx.k} selected outputs (methods.rows) have derivatives in this run.")
-    mean_abs = np.asarray(r.measures["mean_abs"], float)[np.ix_(rows, cols)]
-    ranks = stats.rank_positions(np.asarray(r.measures["mean_abs"], float), axis=-1)[np.ix_(rows, cols)]
+    mean_abs = np.asarray(r.measures[lead], float)[np.ix_(rows, cols)]
+    ranks = stats.rank_positions(np.asarray(r.measures[lead], float), axis=-1)[np.ix_(rows, cols)]
     x_names = [ctx.names_in[j] for j in cols]
     y_names = [ctx.names_out[ctx.outputs[i]] for i in rows]
     height = heat_height(len(rows), 22, x_names)
     axes = heat_axes("input", "output", x_names, y_names)
     hover = ("input %{x}<br>output %{y}<br>%{meta} %{z:.4g}<br>rank %{customdata} of " + f"{ctx.n}"
-             + " inputs for this output<extra></extra>")
+             + f" inputs for this output by {lead_text}<extra></extra>")
     clip_abs = S.clip_range(mean_abs)
     abs_trace = {"type": "heatmap", "x": xs, "y": ys, "z": round_list(mean_abs), "customdata": ranks.tolist(),
-                 "meta": "mean |dy/dx|", "colorscale": SEQUENTIAL, "zmin": clip_abs["low"], "zmax": clip_abs["high"],
-                 "zmid": None, "colorbar": {"title": {"text": "mean |dy/dx|"}}, "hovertemplate": hover, "xgap": 0,
+                 "meta": lead_text, "colorscale": SEQUENTIAL, "zmin": clip_abs["low"], "zmax": clip_abs["high"],
+                 "zmid": None, "colorbar": {"title": {"text": lead_text}}, "hovertemplate": hover, "xgap": 0,
                  "ygap": 0}
-    variants = {"abs": {"data": [{}], "caption": clip_note(clip_abs, "mean |dy/dx|")}}
+    variants = {"abs": {"data": [{}], "caption": clip_note(clip_abs, lead_text)}}
     if ctx.deriv is not None:
         signed = ctx.signed_mean[np.ix_(rows, cols)]
         clip_s = S.clip_range(signed, symmetric=True)
@@ -78,12 +79,13 @@ def heatmaps_section(ctx: Context) -> dict | None:
         }
     else:
         out["notes"].append("The signed mean needs the per-point derivatives. " + (ctx.deriv_note or ""))
-    variants["abs"]["layout"] = {"title": {"text": "Mean |dy/dx| over the points", "x": 0, "xanchor": "left"}}
+    variants["abs"]["layout"] = {"title": {"text": f"{ctx.label(lead)} over the points (the leading measure)",
+                                           "x": 0, "xanchor": "left"}}
     fig = figure("heat-aggregate", [abs_trace], {**axes, "height": height, **variants["abs"]["layout"]},
                   variants=variants, controls=["heat-kind"], table="matrix")
     out["figures"].append({"fig": fig, "caption": variants["abs"]["caption"],
                            "kinds": [{"value": k, "label": lbl} for k, lbl in
-                                     (("abs", "Mean |dy/dx|"), ("signed", "Signed mean dy/dx")) if k in variants]})
+                                     (("abs", ctx.label(lead)), ("signed", "Signed mean dy/dx")) if k in variants]})
     # one point at a time
     deriv, preview_note = preview(r)
     out["point"] = out["rows"] = None

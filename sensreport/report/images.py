@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ..analysis import summaries as S
-from .context import Context, preview
+from .context import NOUNS, Context, preview
 from .figures import IMAGE_CLIP_PERCENTILE, SEQUENTIAL, figure
 from .format import plotly_text, round_list
 from .heatmaps import point_caption
@@ -21,8 +21,9 @@ IMAGE_CELLS = 100_000  # pixels over all embedded per-point images
 
 def images_section(ctx: Context) -> dict | None:
     r = ctx.result
-    if not ctx.image or not r.measure_source or "mean_abs" not in r.measures:
+    if not ctx.image or not r.measure_source or ctx.primary is None:
         return None
+    lead = ctx.primary  # the one leading measure, as in the rankings
     shape = r.input_shape
     axes = ctx.image
     rows = list(range(min(ctx.k, IMAGE_OUTPUTS)))
@@ -32,8 +33,9 @@ def images_section(ctx: Context) -> dict | None:
     if axes["reduced"]:
         notes.append(f"Inputs of shape {list(shape)}: axis {', '.join(map(str, axes['reduced']))} "
                      f"(channels) is averaged as mean |value|, so each pixel shows how much it matters in any channel.")
-    agg = S.to_image(np.asarray(r.measures["mean_abs"], float)[rows], shape)  # [k, H, W]
-    fig = image_grid(ctx, "img-aggregate", agg, rows, "Mean |dy/dx| per pixel", "mean |dy/dx|")
+    agg = S.to_image(np.asarray(r.measures[lead], float)[rows], shape)  # [k, H, W]
+    fig = image_grid(ctx, "img-aggregate", agg, rows, f"{ctx.label(lead)} per pixel (the leading measure)",
+                     NOUNS[lead])
     out = {"figures": [fig], "notes": notes + [
         f"Each image is scaled to its own {IMAGE_CLIP_PERCENTILE:g}th percentile (1 on the colour bar), so the pattern of "
         "every output is visible; brighter pixels beyond it are clipped. Hover shows exact values."]}

@@ -260,7 +260,8 @@ CHECK_DEFAULTS: dict[str, dict[str, Any]] = {
     "ranking_stability": {"min_spearman": 0.5, "min_overlap": 0.5, "severity": "info"},
     "direction_changes": {"min_minority": 0.1, "severity": "info"},
     "warnings": {"severity": "info"},
-    "baseline": {"path": None, "measure": "mean_abs", "max_rel_change": 0.25, "top_k": 5,
+    # measure None: the run's leading measure (the one every view ranks by)
+    "baseline": {"path": None, "measure": None, "max_rel_change": 0.25, "top_k": 5,
                  "max_top_k_changes": 0, "min_rank_correlation": None, "severity": "fail"},
 }
 
