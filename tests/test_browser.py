@@ -387,3 +387,43 @@ def test_cdn_report_works_from_the_cdn_and_says_so_offline(reports, open_page, t
     assert "could not be loaded" in offline.page.inner_text("p.offline")
     assert offline.page.locator("#rankings-table tbody tr").count() == 3  # the tables still work
     assert offline.page_errors == [] and offline.blocked == [cdn]
+
+
+WRONG_GRADIENT = '''
+import tensorflow as tf
+
+@tf.custom_gradient
+def _square_3x(x):
+    return x ** 2, lambda dy: dy * 3.0 * x    # d(x^2)/dx is 2x, not 3x
+
+def f(x):
+    return tf.stack([_square_3x(x[:, 0]) + x[:, 1], x[:, 1] ** 3], axis=1)
+'''
+
+
+@pytest.mark.parametrize("width", [1440, 390])
+def test_the_first_screen_shows_the_verdict_the_exit_code_follows(browser, tmp_path, width):
+    from click.testing import CliRunner
+
+    from sensreport.cli import main
+
+    (tmp_path / "f.py").write_text(WRONG_GRADIENT)
+    (tmp_path / "spec.yaml").write_text(
+        "title: A wrong gradient\nmodel: {callable: f.py:f, batched: true}\n"
+        "inputs: {points: {values: [[0.5, 1.0], [1.5, -0.5], [-1.0, 2.0]]}}\n"
+        "methods: {jacobian: {}, finite_difference: {}}\n")
+    res = CliRunner().invoke(main, ["run", str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "out"), "--quiet"])
+    assert res.exit_code == 1
+    context = browser.new_context(viewport={"width": width, "height": 844})
+    page = context.new_page()
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(LOCAL) else route.abort())
+    page.goto((tmp_path / "out" / "report.html").as_uri())
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    banner = page.locator("#verdict")
+    box = banner.bounding_box()
+    assert box is not None and box["y"] + box["height"] <= 844  # on the first screen, without scrolling
+    assert banner.inner_text().startswith("Check failed: fd_vs_ad") and "exit code 1" in banner.inner_text()
+    assert "verdict-fail" in banner.get_attribute("class")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"verdict-fail-{width}.png"))
+    context.close()
