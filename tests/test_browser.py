@@ -427,3 +427,16 @@ def test_the_first_screen_shows_the_verdict_the_exit_code_follows(browser, tmp_p
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"verdict-fail-{width}.png"))
     context.close()
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLE_SPECS))
+def test_toolbars_offer_no_cloud_button_and_one_tab_stop_per_chart(name, reports, open_page):
+    page = open_page(reports[name] / "report.html")
+    titles = page.page.eval_on_selector_all(".modebar-btn", "els => els.map(e => e.getAttribute('data-title'))")
+    assert titles and set(titles) == {"Zoom", "Pan", "Reset axes", "Download plot as a PNG"}
+    charts = page.page.eval_on_selector_all(".js-plotly-plot", "els => els.filter(e => e.querySelector('.modebar-btn')).length")
+    stops = page.page.eval_on_selector_all(".modebar-btn", "els => els.filter(e => e.getAttribute('tabindex') !== '-1').length")
+    assert stops == charts
+    page.page.emulate_media(media="print")
+    assert page.page.eval_on_selector_all(".modebar", "els => els.filter(e => getComputedStyle(e).display !== 'none').length") == 0
+    page.clean()

@@ -18,8 +18,11 @@ SEQUENTIAL = "Viridis"  # perceptually uniform and colour-blind safe
 BLUE, VERMILLION, GREY, BLACK = "#0072B2", "#D55E00", "#9aa0a6", "#222222"
 
 
-PLOT_CONFIG = {"responsive": True, "displaylogo": False,
-               "modeBarButtonsToRemove": ["select2d", "lasso2d", "toggleSpikelines"]}
+#: The chart toolbar: zoom, pan, reset and "download as PNG" only. A confidential audit
+#: offers no button that uploads a chart or opens it elsewhere ("Share chart...").
+PLOT_CONFIG = {"responsive": True, "displaylogo": False, "showSendToCloud": False, "showEditInChartStudio": False,
+               "showLink": False,
+               "modeBarButtons": [["zoom2d", "pan2d", "resetScale2d", "toImage"]]}
 
 
 CLIP_PERCENTILE = 98.0
