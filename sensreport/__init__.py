@@ -13,7 +13,12 @@ and the engine works on its own, on a function and an array of points::
 
 from __future__ import annotations
 
+import logging as _logging
+
 from .errors import ComputeError, InputError, SensreportError, SpecError
+
+# A library's logger: silent unless the application configures logging (sensreport.logs).
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __version__ = "0.1.0"
 

@@ -49,10 +49,12 @@ def main() -> None:
 @click.option("--engine", type=click.Choice(["local", "ray"]), help="Override execution.engine.")
 @click.option("--ray-address", help="Override execution.ray.address (auto, ray://host:port).")
 @click.option("--workers", type=click.IntRange(min=1), help="Override execution.ray.workers.")
+@click.option("--mlflow", is_flag=True,
+              help="Log the run to MLflow (report, results, spec, verdict, measures, checks); see report.mlflow.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors and the final one-line summary.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 def run(spec: str, out: str | None, plotlyjs: str | None, baseline: str | None, fail_on: str, engine: str | None,
-        ray_address: str | None, workers: int | None, quiet: bool, debug: bool) -> None:
+        ray_address: str | None, workers: int | None, mlflow: bool, quiet: bool, debug: bool) -> None:
     """Run SPEC and write report.html, results.json and arrays.npz.
 
     Exit codes: 0 success, 1 a check failed, 2 bad spec or input, 3 a computation
@@ -70,12 +72,15 @@ def run(spec: str, out: str | None, plotlyjs: str | None, baseline: str | None, 
         if not quiet:
             click.echo(f"sensreport: running {spec}", err=True)
         result = run_spec(parsed, out, plotlyjs=plotlyjs, command=["sensreport", *sys.argv[1:]],
-                          progress=not quiet, baseline=baseline, fail_on=fail_on)
+                          progress=not quiet, baseline=baseline, fail_on=fail_on, mlflow=True if mlflow else None)
     except Exception as exc:  # noqa: BLE001 - mapped to a message and an exit code
         _fail(exc, debug)
         return
     elapsed = time.perf_counter() - started
     click.echo(summary_line(result, elapsed))
+    if result.mlflow and not quiet:
+        click.echo(f"sensreport: logged to MLflow run {result.mlflow['run_id']} ({result.mlflow['tracking_uri']})",
+                   err=True)
     for c in result.checks:
         if c.status not in ("pass", "info") and not (quiet and c.status == "warn"):
             click.echo(f"  {c.status.upper()} {c.id}: {c.message}", err=True)
@@ -148,11 +153,40 @@ def compare(a: str, b: str, out: str, measure: str, plotlyjs: str, debug: bool) 
 
 
 @main.command()
-def schema() -> None:
-    """Print the spec's JSON Schema (for editor completion and validation)."""
+@click.option("--results", is_flag=True, help="The schema of results.json instead of the spec's.")
+def schema(results: bool) -> None:
+    """Print the spec's JSON Schema (for editor completion and validation), or results.json's."""
+    if results:
+        from .results_schema import results_schema
+
+        click.echo(json.dumps(results_schema(), indent=2))
+        return
     from .spec import schema as spec_schema
 
     click.echo(json.dumps(spec_schema(), indent=2))
+
+
+@main.command()
+@click.argument("results", type=click.Path())
+@click.option("--markdown", is_flag=True, help="Markdown (for a CI job summary) instead of plain text.")
+@click.option("--top", type=click.IntRange(min=1), default=3, show_default=True, help="Top inputs listed per output.")
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+def summary(results: str, markdown: bool, top: int, debug: bool) -> None:
+    """Print a run's verdict, top inputs and the checks that did not pass.
+
+    RESULTS is a results.json or a run folder. It shows what the run decided (its
+    verdict and checks), never judges again, and exits 0 whatever the verdict
+    (2 when RESULTS cannot be read). In a GitHub workflow:
+    sensreport summary reports/latest --markdown >> "$GITHUB_STEP_SUMMARY"
+    """
+    from .summarize import read_results, summarize
+
+    try:
+        text = summarize(read_results(results), markdown=markdown, top=top)
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc, debug)
+        return
+    click.echo(text, nl=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

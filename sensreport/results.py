@@ -175,6 +175,56 @@ class RunResult:
     #: ``warnings`` are what may make the numbers differ from the truth
     notes: list[str] = field(default_factory=list)
     out_dir: Path | None = None  # where the outputs were written
+    #: how run() wrote (or would have written) the report: plotlyjs, templates; save() reuses it
+    report_options: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: the MLflow run this result was logged to (run_id, experiment_id, tracking_uri), if any
+    mlflow: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        """One line: title, verdict, model, sizes, methods, top inputs (not every array)."""
+        from .notebook import short_repr
+
+        return short_repr(self)
+
+    def _repr_html_(self) -> str:
+        """What Jupyter shows: the verdict, failed checks, top inputs per output and a small heatmap."""
+        from .notebook import repr_html
+
+        return repr_html(self)
+
+    def to_pandas(self, overall: bool = False):
+        """The measures as a tidy pandas DataFrame: one row per output, input and measure.
+
+        Columns ``output``, ``input``, ``measure``, ``value`` (as in results.json),
+        ``rank`` (1: the most sensitive input of that output under that measure; empty
+        for ``positive_share``), ``p25`` and ``p75`` (the spread of the per-point values
+        across points; NaN when the per-point derivatives were not kept). With
+        ``overall=True``, rows whose ``output`` is None hold the overall shares.
+        Needs pandas (``pip install 'sensreport[pandas]'``), imported only here.
+        """
+        from .notebook import to_pandas
+
+        return to_pandas(self, overall)
+
+    def save(self, out: str | Path, *, plotlyjs: str | None = None) -> Path:
+        """Write report.html, results.json and arrays.npz into ``out`` (e.g. after
+        ``run(..., write=False)``) and return the folder.
+
+        ``{date}``, ``{time}`` and ``{datetime}`` are filled in and a ``latest`` link
+        beside the first templated folder is moved, as for ``run(out=...)``;
+        ``plotlyjs`` (``inline`` or ``cdn``) overrides the run's ``report.plotlyjs``.
+        """
+        import datetime as _dt
+
+        from .outputs import expand_out, point_latest, write_outputs
+
+        out_dir, latest = expand_out(Path(out), _dt.datetime.now())
+        options = self.report_options
+        write_outputs(self, out_dir, plotlyjs or options.get("plotlyjs", "inline"), templates=options.get("templates"))
+        self.out_dir = out_dir
+        if latest is not None:
+            point_latest(latest, out_dir)
+        return out_dir
 
     @property
     def status(self) -> str:

@@ -18,14 +18,19 @@ from . import checks
 from .analysis.collect import analyse
 from .compute.execute import execute, method_results, plan_methods
 from .engine import default_memory_budget
+from .errors import InputError
 from .inputs import prepare
+from .logs import get_logger, quiet_tensorflow
 from .files import make_dir
 from .outputs import expand_out, point_latest, write_outputs
 from .provenance import provenance
 from .results import RunResult
 from .spec import Spec, default_checks, load_spec, parse_spec
 
+log = get_logger()
 
+
+@quiet_tensorflow()  # TensorFlow's logger at ERROR during the run only, restored after
 def run(
     spec: Spec | str | os.PathLike | dict,
     out: str | os.PathLike | None = None,
@@ -36,6 +41,7 @@ def run(
     progress: bool = False,
     baseline: str | os.PathLike | None = None,
     fail_on: str = "fail",
+    mlflow: bool | dict | None = None,
 ) -> RunResult:
     """Run a spec end to end and (with ``write=True``) write its outputs.
 
@@ -43,13 +49,18 @@ def run(
     ----------
     spec : Spec, path or dict
         A validated :class:`Spec`, a path to a YAML spec, or a spec mapping (relative
-        paths then resolve against the working directory).
+        paths then resolve against the working directory). A mapping may hold
+        in-memory objects: a ``keras.Model`` under ``model.keras``, any callable under
+        ``model.callable``, a numpy array or a pandas DataFrame (whose columns name
+        the inputs) under ``inputs.points.values``.
     out : path, optional
         Output folder; default the spec's ``report.dir``. ``{date}``, ``{time}`` and
         ``{datetime}`` in it are filled in; a ``latest`` link beside the first
         templated folder is moved to the new run after a successful write.
     plotlyjs : {"inline", "cdn"}, optional
         Overrides ``report.plotlyjs``.
+    write : bool
+        ``False`` writes no file (``result.save(dir)`` writes the report later).
     progress : bool
         Show a progress bar on stderr when it is a terminal.
     baseline : path, optional
@@ -58,6 +69,11 @@ def run(
         What makes the verdict's exit code non-zero besides a failed method: failing
         checks only, or warnings too (the CLI's ``--fail-on``); the report shows the
         verdict under this choice.
+    mlflow : bool or dict, optional
+        Log the run to MLflow (:func:`sensreport.mlflow_log.log_run`): ``True`` with the
+        spec's ``report.mlflow`` settings, a mapping ``{experiment, run_name, tags}``
+        instead of them, ``False`` not at all; default: when the spec has
+        ``report.mlflow``. Needs ``pip install 'sensreport[mlflow]'``.
 
     Returns
     -------
@@ -74,6 +90,8 @@ def run(
     if baseline is not None:
         spec = dataclasses.replace(spec, checks=default_checks(spec.raw.get("checks"), Path.cwd(), baseline))
     baseline_doc = checks.baseline_document(spec.checks)  # read (and refused) before any work
+    tracking = _mlflow_settings(spec, mlflow)
+    log.info("running %s (%s model, %s points)", spec.path or "a spec mapping", spec.model.kind, spec.points.kind)
     out_dir, latest = expand_out(Path(out) if out else spec.report_dir, _dt.datetime.now())
     staging = None
     if spec.arrays == "disk":
@@ -93,9 +111,11 @@ def run(
     finally:
         if staging is not None and write:
             shutil.rmtree(staging, ignore_errors=True)
+    _finish(result, spec, plotlyjs, write, tracking)
     return result
 
 
+@quiet_tensorflow()
 def compute(
     spec: Spec,
     command: list[str] | None = None,
@@ -113,6 +133,11 @@ def compute(
     """
     if spec.engine == "ray":
         from .compute.ray import require_ray
+
+        if spec.model.obj is not None:
+            raise InputError("execution.engine", "Ray workers load the model from a file, and this one is in memory: "
+                                                 "save it (model.save('model.keras')) and name the file, or use the "
+                                                 "local engine")
 
         require_ray()  # fail before any work when Ray is missing
     budget = spec.memory_budget or default_memory_budget()
@@ -168,3 +193,34 @@ def _peak_rss() -> int | None:
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
     except (ImportError, OSError):  # pragma: no cover - not on Linux
         return None
+
+
+def _mlflow_settings(spec: Spec, asked: bool | dict | None) -> dict | None:
+    """What to log to MLflow (``{experiment, run_name, tags}``), or None; refused before
+    any work when MLflow is not installed."""
+    if asked is None or asked is True:
+        settings = spec.mlflow if asked is None else dict(spec.mlflow or {})
+    elif asked is False:
+        settings = None
+    elif isinstance(asked, dict):
+        settings = dict(asked)
+    else:
+        raise TypeError(f"mlflow must be True, False, None or a mapping, got {type(asked).__name__}")
+    if settings is not None:
+        from .mlflow_log import require_mlflow
+
+        require_mlflow()
+    return settings
+
+
+def _finish(result: RunResult, spec: Spec, plotlyjs: str | None, write: bool, tracking: dict | None) -> None:
+    """After the run: what ``result.save()`` needs to write the same report, the log
+    record, and the MLflow run when asked for."""
+    result.report_options = {"plotlyjs": plotlyjs or spec.plotlyjs, "templates": spec.report_templates}
+    log.info("%s; %s", result.verdict.headline if result.verdict else result.status,
+             f"wrote {result.out_dir}" if write else "wrote nothing (write=False)")
+    if tracking is not None:
+        from .mlflow_log import log_run
+
+        result.mlflow = log_run(result, **tracking)
+        log.info("logged to MLflow run %s (%s)", result.mlflow["run_id"], result.mlflow["tracking_uri"])

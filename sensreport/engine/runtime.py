@@ -30,15 +30,24 @@ _TF = None
 
 
 def tensorflow():
-    """TensorFlow, imported on first use (``sensreport --help`` must stay instant)."""
+    """TensorFlow, imported on first use (``sensreport --help`` must stay instant).
+
+    Importing it changes nothing a caller can see: ``TF_CPP_MIN_LOG_LEVEL`` is set (when
+    unset) only while TensorFlow is imported and put back after, and TensorFlow's Python
+    logger is left alone (a run quiets it while it runs: :func:`sensreport.logs.quiet_tensorflow`).
+    """
     global _TF
     if _TF is not None:  # every engine call asks: the set-up below runs once
         return _TF
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" not in sys.modules:
-        # TensorFlow's C++ start-up banner ignores TF_CPP_MIN_LOG_LEVEL and would land in a
-        # scheduler's captured output: silence stderr while importing. Import errors still
-        # surface as Python exceptions after stderr is restored.
+        # TensorFlow's C++ logging reads TF_CPP_MIN_LOG_LEVEL once, while it is imported: set
+        # it for the import only (its INFO lines stay off for the process, the environment
+        # is as the caller left it). The C++ start-up banner ignores the variable and would
+        # land in a scheduler's captured output: silence stderr while importing. Import
+        # errors still surface as Python exceptions after stderr is restored.
+        env = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+        if env is None:
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
         saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
         os.dup2(null, 2)
         try:
@@ -49,10 +58,10 @@ def tensorflow():
             os.dup2(saved, 2)
             os.close(saved)
             os.close(null)
+            if env is None:
+                os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
     import tensorflow as tf
 
-    tf.get_logger().setLevel("ERROR")
-    tf.autograph.set_verbosity(0)
     _TF = tf
     return tf
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import inspect
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,7 @@ import numpy as np
 from ..engine import Target, first_line, tensorflow
 from ..errors import InputError
 from ..spec import ModelSpec
+from ..spec.objects import is_keras_model
 
 
 @dataclass
@@ -51,9 +54,10 @@ def _load_keras(spec: ModelSpec, point_shape, jit_compile) -> LoadedModel:
     tensorflow()
     import keras
 
+    model = _keras_object(spec.obj) if spec.obj is not None else None  # a keras.Model given in a spec mapping
     path = Path(spec.target)
     try:
-        model = keras.saving.load_model(path, compile=False)
+        model = model if model is not None else keras.saving.load_model(path, compile=False)
     except Exception as exc:  # noqa: BLE001 - any loader failure is the file's problem
         raise InputError("model.keras", f"cannot load {path.name} as a Keras model: {first_line(exc)}") from None
     if len(model.inputs) != 1:
@@ -83,7 +87,34 @@ def _load_keras(spec: ModelSpec, point_shape, jit_compile) -> LoadedModel:
                     jit_compile=jit_compile)
     params = model.count_params()
     summary = f"Keras model '{model.name}': {len(model.layers)} layers, {params:,} parameters, input {list(shape)}"
+    if spec.obj is not None:
+        return LoadedModel(target, "keras", spec.target, weights_sha256(model), summary + " (in memory)")
     return LoadedModel(target, "keras", str(path), file_sha256(path), summary)
+
+
+def _keras_object(model):
+    """An in-memory keras.Model, refused when it has no defined inputs to differentiate."""
+    if not getattr(model, "built", False) or not getattr(model, "inputs", None):
+        raise InputError(
+            "model.keras",
+            f"the Keras model {getattr(model, 'name', '')!r} has no defined inputs (a subclassed model, or one "
+            "never built): build it from keras.Input, or give it under model.callable with batched: true",
+        )
+    return model
+
+
+def weights_sha256(model) -> str:
+    """sha256 of an in-memory Keras model's architecture and weights (what a file's sha256 stands for)."""
+    digest = hashlib.sha256()
+    try:
+        digest.update(json.dumps(model.get_config(), sort_keys=True, default=str).encode())
+    except Exception:  # noqa: BLE001 - subclassed models may have no config
+        digest.update(type(model).__qualname__.encode())
+    for w in model.get_weights():
+        w = np.ascontiguousarray(w)
+        digest.update(str((w.dtype.str, w.shape)).encode())
+        digest.update(w.view(np.uint8).reshape(-1) if w.size else b"")
+    return digest.hexdigest()
 
 
 def _load_saved_model(spec: ModelSpec, point_shape, jit_compile) -> LoadedModel:
@@ -152,13 +183,28 @@ def load_callable(ref: str):
 
 
 def _load_callable(spec: ModelSpec, point_shape, jit_compile) -> LoadedModel:
-    fn, source = load_callable(spec.target)
+    if spec.obj is not None:  # a callable given in a spec mapping
+        fn, source = spec.obj, _source_file(spec.obj)
+    else:
+        fn, source = load_callable(spec.target)
     if point_shape is None:
         raise InputError("inputs.points", "cannot tell the callable's input shape without points")
     shape = tuple(point_shape)
     target = Target(fn, shape, batched=spec.batched, dtype=spec.dtype or "float64", name=getattr(fn, "__name__", "f"),
                     jit_compile=jit_compile)
     sha = file_sha256(Path(source)) if source else None
+    if spec.obj is not None and is_keras_model(fn):
+        sha = weights_sha256(fn)
     kind = "batched" if spec.batched else "per-point"
-    summary = f"Python function {spec.target.rpartition(':')[2]} ({kind}, {target.dtype}), input {list(shape)}"
+    shown = spec.target.rpartition(':')[2] if spec.obj is None else getattr(fn, "__qualname__", type(fn).__name__)
+    summary = f"Python function {shown} ({kind}, {target.dtype}), input {list(shape)}"
     return LoadedModel(target, "callable", spec.target, sha, summary)
+
+
+def _source_file(fn) -> str | None:
+    """The file an in-memory callable was defined in, when there is one (not a notebook cell)."""
+    try:
+        source = inspect.getsourcefile(fn if inspect.isroutine(fn) else type(fn))
+    except TypeError:  # built-ins and other C-level callables
+        return None
+    return source if source and Path(source).is_file() else None

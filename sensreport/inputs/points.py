@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..spec import PointsSpec
+from ..spec.objects import is_array, is_frame
 
 
 @dataclass
@@ -36,7 +37,9 @@ def index_names(prefix: str, shape: tuple[int, ...]) -> list[str]:
 
 def load_points(spec: PointsSpec, names: tuple[str, ...] | None = None) -> Points:
     """Load the points a spec names and check that every value is finite."""
-    if spec.kind == "values":
+    if spec.kind == "values" and (is_frame(spec.values) or is_array(spec.values)):  # given in a spec mapping
+        result = _from_object(spec.values)
+    elif spec.kind == "values":
         pts = _from_values(spec.values)
         result = Points(pts, None, "inputs.points.values")
     elif spec.kind == "csv":
@@ -58,6 +61,14 @@ def load_points(spec: PointsSpec, names: tuple[str, ...] | None = None) -> Point
         raise ValueError(spec.kind)
     _check_finite(result)
     return result
+
+
+def _from_object(obj) -> Points:
+    """A numpy array or a pandas DataFrame (whose columns name the inputs) given in a spec
+    mapping, copied: the caller may change its array after the run."""
+    if is_frame(obj):
+        return Points(_from_values(obj.to_numpy(copy=True)), [str(c) for c in obj.columns], "inputs.points.values")
+    return Points(_from_values(np.array(obj, copy=True)), None, "inputs.points.values")
 
 
 def _from_values(values) -> np.ndarray:

@@ -21,6 +21,7 @@ from ..errors import Problem, SpecError
 from ..sizes import parse_size
 from .schema import MEASURES, SCHEMA
 from .types import ModelSpec, PointsSpec, Spec, default_checks
+from .objects import InMemory, check_objects, dump_text, is_object_error, split_objects, unwrap
 
 
 def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None, problems: list | None = None) -> dict:
@@ -124,7 +125,10 @@ def parse_spec(source: str | dict, base_dir: str | Path = ".", path: Path | None
     problems: list[Problem] = []
     lines: dict[tuple, int] = {}
     if isinstance(source, dict):
-        data, text = source, yaml.safe_dump(source, sort_keys=False)
+        # in-memory objects (a keras.Model, an array, a DataFrame) become placeholders
+        # the text describes; they are checked by check_objects, not dumped
+        data = split_objects(source)
+        text = dump_text(data)
     else:
         text = source
         try:
@@ -146,6 +150,8 @@ def parse_spec(source: str | dict, base_dir: str | Path = ".", path: Path | None
 
     validator = jsonschema.Draft202012Validator(SCHEMA)
     for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
+        if is_object_error(error.instance):
+            continue  # an in-memory object: check_objects says what is wrong with it
         key_path, message = _describe(error)
         problems.append(Problem(_dotted(key_path), message, _line_for(lines, key_path)))
     base = Path(base_dir).resolve()
@@ -170,7 +176,7 @@ def _semantic_problems(data: dict, base: Path, lines: dict) -> list[Problem]:
     def add(path: tuple, message: str) -> None:
         problems.append(Problem(_dotted(path), message, _line_for(lines, path)))
 
-    for check in (_check_model, _check_inputs, _check_methods, _check_report, _check_execution):
+    for check in (_check_model, _check_inputs, _check_methods, _check_report, _check_execution, check_objects):
         try:
             check(data, base, add)
         except (KeyError, TypeError, AttributeError, ValueError):
@@ -189,7 +195,7 @@ def _check_model(data: dict, base: Path, add) -> None:
     for key in ("batched", "dtype"):
         if key in model and "callable" not in model:
             add(("model", key), "only applies to model.callable (Keras and SavedModel models are batched)")
-    if "keras" in model:
+    if "keras" in model and not isinstance(model["keras"], InMemory):
         p = base / model["keras"]
         if not p.is_file():
             add(("model", "keras"), f"file not found: {p}")
@@ -197,7 +203,7 @@ def _check_model(data: dict, base: Path, add) -> None:
             add(("model", "keras"), f"expected a .keras file, got {p.name}")
     if "saved_model" in model and not (base / model["saved_model"]).is_dir():
         add(("model", "saved_model"), f"directory not found: {base / model['saved_model']}")
-    if "callable" in model:
+    if "callable" in model and not isinstance(model["callable"], InMemory):
         ref = model["callable"]
         file_part, sep, name = ref.rpartition(":")
         if not sep or not file_part or not name.isidentifier():
@@ -275,6 +281,13 @@ def _check_execution(data: dict, base: Path, add) -> None:
             add(("execution", "memory_budget"), f'expected a size such as 4GiB or 512MiB, got "{budget}"')
 
 
+def _mlflow(value) -> dict | None:
+    """report.mlflow as settings: a mapping (``true`` is an empty one), None when off."""
+    if value is False or value is None:
+        return None
+    return {} if value is True else {k: dict(v) if k == "tags" else v for k, v in value.items()}
+
+
 def _resolve_callable(ref: str, base: Path) -> str:
     file_part, _, name = ref.rpartition(":")
     if file_part.endswith(".py"):
@@ -285,7 +298,10 @@ def _resolve_callable(ref: str, base: Path) -> str:
 def _build(data: dict, text: str, base: Path, path: Path | None, lines: dict) -> Spec:
     model = data["model"]
     kind = next(k for k in ("keras", "saved_model", "callable") if k in model)
-    target = _resolve_callable(model[kind], base) if kind == "callable" else str((base / model[kind]).resolve())
+    if isinstance(model[kind], InMemory):  # a keras.Model or a callable given to run() in a mapping
+        target = str(model[kind])
+    else:
+        target = _resolve_callable(model[kind], base) if kind == "callable" else str((base / model[kind]).resolve())
     model_spec = ModelSpec(
         kind=kind,
         target=target,
@@ -295,6 +311,7 @@ def _build(data: dict, text: str, base: Path, path: Path | None, lines: dict) ->
         input_key=model.get("input_key"),
         output_key=model.get("output_key"),
         output_names=tuple(model["output_names"]) if "output_names" in model else None,
+        obj=unwrap(model[kind]) if isinstance(model[kind], InMemory) else None,
     )
     pts = data["inputs"]["points"]
     pkind = next(k for k in ("values", "csv", "npy", "sample") if k in pts)
@@ -303,7 +320,7 @@ def _build(data: dict, text: str, base: Path, path: Path | None, lines: dict) ->
         dists = {k: (next(iter(v)), *map(float, next(iter(v.values())))) for k, v in s["distributions"].items()}
         points = PointsSpec(kind="sample", n=s["n"], seed=s.get("seed", 0), distributions=dists)
     elif pkind == "values":
-        points = PointsSpec(kind="values", values=pts["values"])
+        points = PointsSpec(kind="values", values=unwrap(pts["values"]))
     else:
         points = PointsSpec(kind=pkind, path=(base / pts[pkind]).resolve())
     methods = data["methods"]
@@ -332,6 +349,7 @@ def _build(data: dict, text: str, base: Path, path: Path | None, lines: dict) ->
         report_dir=(base / report.get("dir", "report")).resolve(),
         plotlyjs=report.get("plotlyjs", "inline"),
         report_templates=(base / report["templates"]).resolve() if "templates" in report else None,
+        mlflow=_mlflow(report.get("mlflow", False)),
         memory_budget=parse_size(budget) if budget is not None else None,
         arrays=execution.get("arrays", "auto"),
         xla=execution.get("xla", False),

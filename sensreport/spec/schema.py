@@ -33,11 +33,12 @@ SCHEMA: dict[str, Any] = {
             "description": "Exactly one of keras, saved_model, callable.",
             "additionalProperties": False,
             "properties": {
-                "keras": {"type": "string", "description": "Path to a .keras file."},
+                "keras": {"type": "string", "description": "Path to a .keras file (from Python: or a keras.Model)."},
                 "saved_model": {"type": "string", "description": "Path to a SavedModel directory."},
                 "callable": {
                     "type": "string",
-                    "description": "FILE.py:NAME or package.module:NAME, a function of a tf tensor.",
+                    "description": "FILE.py:NAME or package.module:NAME, a function of a tf tensor (from Python: or "
+                                   "the function itself).",
                 },
                 "signature": {"type": "string", "description": "SavedModel signature (default serving_default)."},
                 "input_key": {"type": "string", "description": "SavedModel signature input to differentiate."},
@@ -64,7 +65,8 @@ SCHEMA: dict[str, Any] = {
                     "description": "Exactly one of values, csv, npy, sample.",
                     "additionalProperties": False,
                     "properties": {
-                        "values": {"type": "array", "minItems": 1, "description": "A list of points."},
+                        "values": {"type": "array", "minItems": 1,
+                                   "description": "A list of points (from Python: or a numpy array or a pandas DataFrame)."},
                         "csv": {"type": "string", "description": "CSV file; the header gives input names."},
                         "npy": {"type": "string", "description": ".npy file of shape [points, *input_shape]."},
                         "sample": {
@@ -136,6 +138,23 @@ SCHEMA: dict[str, Any] = {
                 "plotlyjs": {"enum": ["inline", "cdn"]},
                 "templates": {"type": "string",
                               "description": "A folder of Jinja templates that replace the built-in ones of the same name."},
+                "mlflow": {
+                    # a boolean or a mapping: properties apply to the mapping only, so errors name the key
+                    "type": ["boolean", "object"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "experiment": {"type": "string", "minLength": 1,
+                                       "description": "MLflow experiment name (created when missing); default "
+                                                      "MLflow's own (MLFLOW_EXPERIMENT_NAME or Default)."},
+                        "run_name": {"type": "string", "minLength": 1,
+                                     "description": "Name of the MLflow run (default: the spec's title)."},
+                        "tags": {"type": "object", "additionalProperties": {"type": "string"},
+                                 "description": "Extra tags for the MLflow run: name -> text."},
+                    },
+                    "description": "Log the run to MLflow's tracking URI: the report, results.json, the spec, the "
+                                   "verdict, the leading measure as metrics, the checks as tags (true, false or "
+                                   "a mapping with experiment, run_name, tags).",
+                },
             },
         },
         "checks": {

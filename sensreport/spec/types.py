@@ -41,6 +41,9 @@ class ModelSpec:
     input_key: str | None = None
     output_key: str | None = None
     output_names: tuple[str, ...] | None = None
+    #: an in-memory model given to run() in a spec mapping (a keras.Model or a callable);
+    #: ``target`` then describes it
+    obj: Any = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -81,5 +84,7 @@ class Spec:
     engine: str = "local"
     ray: dict[str, Any] = field(default_factory=dict)
     report_templates: Path | None = None  # report.templates: user templates that replace built-in ones
+    #: report.mlflow: what to log the run to MLflow with ({experiment, run_name, tags}); None: not logged
+    mlflow: dict[str, Any] | None = None
     lines: dict[tuple, int] = field(default_factory=dict, repr=False, compare=False)
 
