@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import math
 import re
 from pathlib import Path
 
 import yaml
 
 from ..errors import Problem, SpecError
-from ..sizes import parse_size
+from ..sizes import format_bytes, parse_size
 from .schema import MEASURES, SCHEMA
 from .types import ModelSpec, PointsSpec, Spec, default_checks
 from .objects import InMemory, check_objects, dump_text, is_object_error, split_objects, unwrap
@@ -52,8 +53,9 @@ def _dotted(path) -> str:
     return text
 
 
-def _describe(error) -> tuple[tuple, str]:
-    """Turn a jsonschema error into (key path, a sentence saying expected vs got)."""
+def _describe(error) -> list[tuple[tuple, str]] | tuple[tuple, str]:
+    """Turn a jsonschema error into (key path, a sentence saying expected vs got); a
+    list of them for a mapping with several unknown keys."""
     path = tuple(error.absolute_path)
     got = _show(error.instance)
     v = error.validator
@@ -62,12 +64,14 @@ def _describe(error) -> tuple[tuple, str]:
         return path, f"expected {schema['x-expected']}, got {got}"
     if v == "additionalProperties":
         allowed = list(schema.get("properties", {}))
-        extra = [k for k in error.instance if k not in allowed]
-        key = extra[0] if extra else "?"
-        hint = difflib.get_close_matches(str(key), allowed, n=1)
-        msg = f"unknown key '{key}'"
-        msg += f" (did you mean '{hint[0]}'?)" if hint else f"; allowed keys: {', '.join(allowed)}"
-        return path + (key,), msg
+        extra = [k for k in error.instance if k not in allowed] or ["?"]
+        out = []
+        for key in extra:
+            hint = difflib.get_close_matches(str(key), allowed, n=1)
+            msg = f"unknown key '{key}'"
+            msg += f" (did you mean '{hint[0]}'?)" if hint else f"; allowed keys: {', '.join(allowed)}"
+            out.append((path + (key,), msg))
+        return out
     if v == "required":
         missing = re.findall(r"'([^']+)' is a required property", error.message)
         return path, f"missing required key '{missing[0] if missing else error.message}'"
@@ -101,6 +105,110 @@ def _show(value) -> str:
 
 
 
+#: Deepest nesting of mappings and lists a spec may have (a point of rank 30 fits).
+MAX_DEPTH = 40
+#: A spec whose aliases (``*name``) expand it past this many values, and to more than
+#: twice what is written, is refused: a few hundred bytes of aliases can expand to
+#: gigabytes (a "billion laughs").
+MAX_EXPANDED = 100_000
+
+
+def _node_children(node) -> list:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _data_children(value) -> list:
+    if isinstance(value, dict):
+        return [x for pair in value.items() for x in pair]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return []
+
+
+def _check_shape(root, children, line_of, shown) -> None:
+    """Refuse a document that refers to itself, nests deeper than :data:`MAX_DEPTH` or
+    whose aliases expand it past :data:`MAX_EXPANDED`, in time linear in what is written
+    (shared parts are measured once)."""
+    size: dict[int, int] = {}
+    height: dict[int, int] = {}
+    kids: dict[int, list] = {}
+    state: dict[int, int] = {}  # 1: entered, 2: measured
+    stack = [(root, False)]
+    while stack:
+        obj, leaving = stack.pop()
+        i = id(obj)
+        if leaving:
+            ks = kids[i]
+            size[i] = 1 + sum(size[id(k)] for k in ks)
+            height[i] = 1 + max((height[id(k)] for k in ks), default=0)
+            state[i] = 2
+            continue
+        if state.get(i) == 2:
+            continue
+        if state.get(i) == 1:
+            line = line_of(obj) if line_of else None
+            raise SpecError([Problem("", "an alias refers to the mapping or list that contains it", line)], shown)
+        state[i] = 1
+        kids[i] = children(obj)
+        stack.append((obj, True))
+        stack.extend((k, False) for k in kids[i])
+    if height[id(root)] > MAX_DEPTH:
+        node, path = root, ()
+        for _ in range(MAX_DEPTH):
+            child = max(kids[id(node)], key=lambda k: height[id(k)])
+            path += (_step(node, child),)
+            node = child
+        line = line_of(node) if line_of else None
+        raise SpecError([Problem(_dotted(path), f"nested more than {MAX_DEPTH} levels deep", line)], shown)
+    expanded, written = size[id(root)], len(size)
+    if expanded > MAX_EXPANDED and expanded > 2 * written:
+        worst = min((o for o in size if size[o] > MAX_EXPANDED), key=lambda o: size[o])
+        obj = next(x for x, _ in _walk_ids(root, children) if id(x) == worst)
+        line = line_of(obj) if line_of else None
+        raise SpecError([Problem("", f"its aliases (*name) expand the spec to {expanded:,} values from {written:,} "
+                                     "written; refusing to expand it (write the values out, or give the points "
+                                     "as a csv or npy file)", line)], shown)
+
+
+def _step(parent, child) -> str | int:
+    """The key or index by which ``parent`` (a node or a value) holds ``child``."""
+    if isinstance(parent, (yaml.MappingNode, dict)):
+        pairs = parent.value if isinstance(parent, yaml.MappingNode) else list(parent.items())
+        for k, v in pairs:
+            if child is v or child is k:
+                return str(k.value if isinstance(k, yaml.Node) else k)
+    items = parent.value if isinstance(parent, yaml.SequenceNode) else parent
+    return next(i for i, item in enumerate(items) if item is child)
+
+
+def _walk_ids(root, children):
+    """Each distinct object below ``root`` once, with its parent (depth first)."""
+    seen, stack = set(), [(root, None)]
+    while stack:
+        obj, parent = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        yield obj, parent
+        stack.extend((k, obj) for k in children(obj))
+
+
+def line_of(lines: dict[tuple, int], key: str) -> int | None:
+    """The line of a dotted key (``methods.rows.outputs[0]``) in a spec's line map, or of
+    the nearest enclosing key the spec has; None when it has none of them (a default)."""
+    path: list = []
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", key):
+        path.append(int(part[1:-1]) if part.startswith("[") else part)
+    path = tuple(path)
+    while path and path not in lines:
+        path = path[:-1]
+    return lines.get(path) if path else None
+
+
 def load_spec(path: str | Path) -> Spec:
     """Read, validate and resolve the spec at ``path``; raise SpecError listing all problems."""
     path = Path(path)
@@ -125,16 +233,26 @@ def parse_spec(source: str | dict, base_dir: str | Path = ".", path: Path | None
     problems: list[Problem] = []
     lines: dict[tuple, int] = {}
     if isinstance(source, dict):
-        # in-memory objects (a keras.Model, an array, a DataFrame) become placeholders
-        # the text describes; they are checked by check_objects, not dumped
-        data = split_objects(source)
-        text = dump_text(data)
+        _check_shape(source, _data_children, None, shown)
+        try:
+            # in-memory objects (a keras.Model, an array, a DataFrame) become placeholders
+            # the text describes; they are checked by check_objects, not dumped
+            data = split_objects(source)
+            text = dump_text(data)
+        except (yaml.YAMLError, TypeError, ValueError) as exc:
+            raise SpecError([Problem("", f"the spec mapping cannot be written as YAML: {exc}")], shown) from None
     else:
         text = source
         try:
             loader = yaml.SafeLoader(text)
             try:
-                node = loader.get_single_node()
+                try:
+                    node = loader.get_single_node()
+                except RecursionError:
+                    raise SpecError([Problem("", f"nested more than {MAX_DEPTH} levels deep",
+                                             loader.get_mark().line + 1)], shown) from None
+                if node is not None:
+                    _check_shape(node, _node_children, lambda n: n.start_mark.line + 1, shown)
                 data = loader.construct_document(node) if node is not None else None
             finally:
                 loader.dispose()
@@ -152,8 +270,9 @@ def parse_spec(source: str | dict, base_dir: str | Path = ".", path: Path | None
     for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
         if is_object_error(error.instance):
             continue  # an in-memory object: check_objects says what is wrong with it
-        key_path, message = _describe(error)
-        problems.append(Problem(_dotted(key_path), message, _line_for(lines, key_path)))
+        described = _describe(error)
+        for key_path, message in described if isinstance(described, list) else [described]:
+            problems.append(Problem(_dotted(key_path), message, _line_for(lines, key_path)))
     base = Path(base_dir).resolve()
     problems += _semantic_problems(data, base, lines)
     if problems:
@@ -176,12 +295,66 @@ def _semantic_problems(data: dict, base: Path, lines: dict) -> list[Problem]:
     def add(path: tuple, message: str) -> None:
         problems.append(Problem(_dotted(path), message, _line_for(lines, path)))
 
-    for check in (_check_model, _check_inputs, _check_methods, _check_report, _check_execution, check_objects):
+    for check in (_check_numbers, _check_model, _check_inputs, _check_values, _check_methods, _check_report,
+                  _check_execution, check_objects):
         try:
             check(data, base, add)
         except (KeyError, TypeError, AttributeError, ValueError):
             pass  # this part has schema errors, already reported
     return problems
+
+
+def _check_numbers(data: dict, base: Path, add) -> None:
+    """Every number in a spec is finite (``.nan``, ``.inf`` pass a schema's bounds)."""
+    found = 0
+    stack = [((), data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            found += 1
+            if found <= 5:
+                add(path, f"expected a finite number, got {value}")
+        elif isinstance(value, dict):
+            stack.extend((path + (k,), v) for k, v in reversed(list(value.items())))
+        elif isinstance(value, list):
+            stack.extend((path + (i,), v) for i, v in reversed(list(enumerate(value))))
+    if found > 5:
+        add((), f"and {found - 5} more numbers that are not finite")
+
+
+def _point_shape(value, path: tuple) -> tuple[tuple[int, ...], tuple, str | None]:
+    """(shape, path, problem) of one point: a number or a nested list of numbers."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, list)):
+        return (), path, f"expected a number, got {_show(value)}"
+    if not isinstance(value, list):
+        return (), path, None
+    if not value:
+        return (), path, "expected a number or a list of numbers, got an empty list"
+    shapes = []
+    for i, item in enumerate(value):
+        shape, where, problem = _point_shape(item, path + (i,))
+        if problem:
+            return shape, where, problem
+        if shapes and shape != shapes[0]:
+            return shape, where, f"expected the shape {list(shapes[0])} of the first entry, got {list(shape)}"
+        shapes.append(shape)
+    return (len(value),) + shapes[0], path, None
+
+
+def _check_values(data: dict, base: Path, add) -> None:
+    """Inline points are numbers (not text, not true/false), every point of one shape."""
+    values = data["inputs"]["points"]["values"]
+    if not isinstance(values, list):
+        return
+    first = None
+    for i, point in enumerate(values):
+        shape, where, problem = _point_shape(point, ("inputs", "points", "values", i))
+        if problem is None and first is not None and shape != first:
+            problem = f"expected a point of the first point's shape {list(first)}, got {list(shape)}"
+        if problem:
+            add(where, problem)
+            return
+        first = shape if first is None else first
 
 
 def _check_model(data: dict, base: Path, add) -> None:
@@ -248,6 +421,19 @@ def _check_inputs(data: dict, base: Path, add) -> None:
                 add(("inputs", "points", "sample", "distributions", key, kind), f"expected low < high, got [{a}, {b}]")
             if kind == "normal" and not b > 0:
                 add(("inputs", "points", "sample", "distributions", key, kind), f"expected a positive std, got {b}")
+            where = ("inputs", "points", "sample", "distributions", key, kind)
+            if math.isfinite(a) and math.isfinite(b):
+                spread = (b - a) if kind == "uniform" else (abs(a) + 10 * abs(b))
+                if not math.isfinite(spread):
+                    add(where, f"[{a}, {b}] overflows: the values drawn would not be finite numbers")
+        budget = data.get("execution", {}).get("memory_budget")
+        n, width = pts["sample"]["n"], len(names or ())
+        if budget is not None and width and isinstance(n, int):
+            budget, need = parse_size(budget), n * width * 8
+            if need > budget:
+                add(("inputs", "points", "sample", "n"),
+                    f"{n:,} points of {width} inputs take {format_bytes(need)}, more than the whole memory budget "
+                    f"(execution.memory_budget: {format_bytes(budget)})")
     names = inputs.get("names")
     if names and len(set(names)) != len(names):
         add(("inputs", "names"), "names must be unique")
@@ -351,6 +537,7 @@ def _build(data: dict, text: str, base: Path, path: Path | None, lines: dict) ->
         report_templates=(base / report["templates"]).resolve() if "templates" in report else None,
         mlflow=_mlflow(report.get("mlflow", False)),
         memory_budget=parse_size(budget) if budget is not None else None,
+        timeout=float(execution["timeout"]) if "timeout" in execution else None,
         arrays=execution.get("arrays", "auto"),
         xla=execution.get("xla", False),
         checks=default_checks(data.get("checks"), base),

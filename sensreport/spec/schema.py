@@ -242,6 +242,11 @@ SCHEMA: dict[str, Any] = {
                     ],
                     "x-expected": "bytes as a number or a size such as 4GiB or 512MiB",
                 },
+                "timeout": {
+                    "type": "number", "exclusiveMinimum": 0,
+                    "x-expected": "a number of seconds > 0",
+                    "description": "Seconds the run may take; past them it stops with exit 3 and writes nothing.",
+                },
                 "arrays": {
                     "enum": ["auto", "memory", "disk", "none"],
                     "description": "Keep the full derivative arrays: auto (in memory if they fit), memory, "

@@ -78,6 +78,7 @@ class Spec:
     report_dir: Path
     plotlyjs: str
     memory_budget: int | None
+    timeout: float | None = None  # execution.timeout: seconds the run may take
     arrays: str = "auto"
     xla: bool | str = False
     checks: dict[str, Any] = field(default_factory=dict)
