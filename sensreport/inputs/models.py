@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
 import inspect
 import json
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +58,9 @@ def _load_keras(spec: ModelSpec, point_shape, jit_compile) -> LoadedModel:
 
     model = _keras_object(spec.obj) if spec.obj is not None else None  # a keras.Model given in a spec mapping
     path = Path(spec.target)
+    problem = _not_a_model_file(path) if model is None else None
+    if problem:
+        raise InputError("model.keras", f"cannot load {path.name} as a Keras model: {problem}")
     try:
         model = model if model is not None else keras.saving.load_model(path, compile=False)
     except Exception as exc:  # noqa: BLE001 - any loader failure is the file's problem
@@ -117,6 +122,21 @@ def weights_sha256(model) -> str:
     return digest.hexdigest()
 
 
+def _not_a_model_file(path: Path) -> str | None:
+    """Why ``path`` cannot be a Keras file, judged by its first bytes (Keras itself says
+    "File not found" for a file that is there but is not a zip archive)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if path.suffix == ".h5":
+        return None if head == b"\x89HDF\r\n\x1a\n" else "the file is not an HDF5 file (a legacy .h5 model)"
+    if not zipfile.is_zipfile(path):
+        return "the file is not a .keras archive (a .keras model is a zip file; this one is not)"
+    return None
+
+
 def _load_saved_model(spec: ModelSpec, point_shape, jit_compile) -> LoadedModel:
     tf = tensorflow()
     path = Path(spec.target)
@@ -174,12 +194,34 @@ def load_callable(ref: str):
             spec.loader.exec_module(module)
         else:
             module = importlib.import_module(where)
+    except SystemExit as exc:  # sys.exit() at import time must not end the run silently
+        raise InputError("model.callable", f"importing {where} called sys.exit({exc.code!r}); a model file "
+                                           "must define the function, not end the program") from None
     except Exception as exc:  # noqa: BLE001 - user code: report what it raised
         raise InputError("model.callable", f"importing {where} failed: {type(exc).__name__}: {exc}") from None
     fn = getattr(module, name, None)
     if fn is None or not callable(fn):
         raise InputError("model.callable", f"{where} has no function named '{name}'")
-    return fn, getattr(module, "__file__", None)
+    return _checked(fn, name), getattr(module, "__file__", None)
+
+
+def _checked(fn, name: str):
+    """``fn``, refusing what cannot be a model's output (``None``: a missing ``return``)
+    and turning a ``sys.exit()`` in it into an error instead of the end of the run."""
+
+    @functools.wraps(fn)
+    def call(x):
+        try:
+            y = fn(x)
+        except SystemExit as exc:
+            raise InputError("model.callable", f"{name} called sys.exit({exc.code!r}) when called on a "
+                                               "point") from None
+        if y is None:
+            raise InputError("model.callable", f"{name} returned None; it must return the outputs as a tensor "
+                                               "(is a `return` missing?)")
+        return y
+
+    return call
 
 
 def _load_callable(spec: ModelSpec, point_shape, jit_compile) -> LoadedModel:

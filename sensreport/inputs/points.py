@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from ..sizes import format_bytes
 from ..spec import PointsSpec
 from ..spec.objects import is_array, is_frame
 
@@ -22,6 +23,7 @@ class Points:
     names: list[str] | None
     source: str  # spec key the points came from
     seed: int | None = None
+    lines: list[int] | None = None  # a file's line of each point (CSV)
 
     @property
     def point_shape(self) -> tuple[int, ...]:
@@ -35,32 +37,39 @@ def index_names(prefix: str, shape: tuple[int, ...]) -> list[str]:
     return [f"{prefix}[{','.join(map(str, idx))}]" for idx in itertools.product(*(range(s) for s in shape))]
 
 
-def load_points(spec: PointsSpec, names: tuple[str, ...] | None = None) -> Points:
-    """Load the points a spec names and check that every value is finite."""
+def load_points(spec: PointsSpec, names: tuple[str, ...] | None = None, *, budget: int | None = None) -> Points:
+    """Load the points a spec names and check that every value is finite.
+
+    ``names`` are the spec's ``inputs.names`` (a sample needs them; messages use them).
+    With a ``budget`` (bytes), points that alone would not fit in it are refused before
+    they are drawn or read.
+    """
     if spec.kind == "values" and (is_frame(spec.values) or is_array(spec.values)):  # given in a spec mapping
         result = _from_object(spec.values)
     elif spec.kind == "values":
-        pts = _from_values(spec.values)
-        result = Points(pts, None, "inputs.points.values")
+        result = Points(_from_values(spec.values), None, "inputs.points.values")
     elif spec.kind == "csv":
-        result = _from_csv(spec.path)
+        result = _from_csv(spec.path, budget)
     elif spec.kind == "npy":
-        try:
-            pts = np.load(spec.path, allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001 - any reader failure is the file's problem
-            raise InputError("inputs.points.npy", f"cannot read {spec.path.name} as a .npy array: {exc}") from None
-        if pts.ndim < 1 or pts.shape[0] == 0 or not np.issubdtype(pts.dtype, np.number):
-            raise InputError("inputs.points.npy", f"expected a numeric array [points, ...], got shape {pts.shape} of {pts.dtype}")
-        # float32 files stay float32 (half the memory for image-sized points); the engine
-        # converts each chunk to the dtype it computes in
-        dtype = pts.dtype if pts.dtype in (np.float32, np.float64) else np.float64
-        result = Points(pts.astype(dtype, copy=False), None, "inputs.points.npy")
+        result = _from_npy(spec.path, budget)
     elif spec.kind == "sample":
-        result = _sample(spec, names or ())
+        names = names or ()
+        _check_size("inputs.points.sample.n", spec.n, len(names), budget)
+        result = _sample(spec, names)
     else:  # pragma: no cover - the spec schema allows no other kind
         raise ValueError(spec.kind)
-    _check_finite(result)
+    _check_finite(result, names)
     return result
+
+
+def _check_size(key: str, points: int, per_point: int, budget: int | None, itemsize: int = 8) -> None:
+    need = int(points) * max(1, int(per_point)) * itemsize
+    if budget is not None and need > budget:
+        raise InputError(
+            key,
+            f"{points:,} points of {per_point:,} values take {format_bytes(need)} as numbers, more than the whole "
+            f"memory budget ({format_bytes(budget)}); use fewer points or raise execution.memory_budget.",
+        )
 
 
 def _from_object(obj) -> Points:
@@ -72,37 +81,90 @@ def _from_object(obj) -> Points:
 
 
 def _from_values(values) -> np.ndarray:
+    problem = ("expected a list of points, each a number or a (nested) list of numbers of the same shape")
     try:
-        pts = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputError(
-            "inputs.points.values",
-            "expected a list of points, each a number or a (nested) list of numbers of the same shape",
-        ) from None
-    return pts
+        pts = np.asarray(values)
+    except (TypeError, ValueError, RecursionError):
+        raise InputError("inputs.points.values", problem) from None
+    if pts.dtype.kind not in "iuf" or pts.ndim == 0 or pts.size == 0:
+        raise InputError("inputs.points.values", problem + (" (numbers, not text)" if pts.dtype.kind in "USO" else ""))
+    return pts.astype(np.float64)
 
 
-def _from_csv(path) -> Points:
+def _from_npy(path, budget: int | None) -> Points:
+    key = "inputs.points.npy"
+    try:
+        pts = np.load(path, allow_pickle=False, mmap_mode="r")
+    except Exception as exc:  # noqa: BLE001 - any reader failure is the file's problem
+        raise InputError(key, f"cannot read {path.name} as a .npy array: {_first_line(exc)}") from None
+    if not isinstance(pts, np.ndarray) or pts.ndim < 1 or pts.shape[0] == 0 or pts.size == 0:
+        raise InputError(key, f"expected a numeric array [points, ...], got {getattr(pts, 'shape', 'no array')}")
+    if np.issubdtype(pts.dtype, np.complexfloating):
+        raise InputError(key, f"{path.name} holds complex numbers ({pts.dtype}); sensreport differentiates real "
+                              "functions of real inputs: save the real and imaginary parts as separate inputs")
+    if not (np.issubdtype(pts.dtype, np.integer) or np.issubdtype(pts.dtype, np.floating)):
+        raise InputError(key, f"expected a numeric array [points, ...], got shape {pts.shape} of {pts.dtype}")
+    # float32 files stay float32 (half the memory for image-sized points); the engine
+    # converts each chunk to the dtype it computes in
+    dtype = pts.dtype if pts.dtype in (np.float32, np.float64) else np.float64
+    _check_size(key, pts.shape[0], int(np.prod(pts.shape[1:], dtype=np.int64)), budget, np.dtype(dtype).itemsize)
+    try:
+        values = np.array(pts, dtype=dtype)
+    except (OSError, ValueError) as exc:
+        raise InputError(key, f"cannot read {path.name} as a .npy array: {_first_line(exc)}") from None
+    return Points(values, None, key)
+
+
+def _from_csv(path, budget: int | None = None) -> Points:
     key = "inputs.points.csv"
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
-    except (OSError, UnicodeDecodeError) as exc:
+        size = path.stat().st_size
+        if budget is not None and size > budget:
+            raise InputError(key, f"{path.name} is {format_bytes(size)}, more than the whole memory budget "
+                                  f"({format_bytes(budget)}); use fewer points or raise execution.memory_budget.")
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: a byte-order mark is not a name
+            reader = csv.reader(fh)
+            rows = [(reader.line_num, r) for r in reader if any(c.strip() for c in r)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(key, f"cannot read {path.name}: {exc}") from None
-    rows = [r for r in rows if any(c.strip() for c in r)]
     if len(rows) < 2:
         raise InputError(key, f"{path.name} needs a header row of input names and at least one row of values")
-    header = [h.strip() for h in rows[0]]
+    header_line, header = rows[0][0], [h.strip() for h in rows[0][1]]
+    if all(_is_number(h) for h in header):
+        raise InputError(key, f"{path.name} line {header_line} holds numbers ({', '.join(header[:4])}), not input "
+                              "names: the first row must be a header of input names (add one)")
+    empty = [j + 1 for j, h in enumerate(header) if not h]
+    if empty:
+        raise InputError(key, f"{path.name} line {header_line}: column {empty[0]} of the header has no name")
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise InputError(key, f"{path.name} line {header_line}: the header repeats {', '.join(repr(h) for h in repeated)}; "
+                              "every input needs a name of its own")
     values = np.empty((len(rows) - 1, len(header)))
-    for i, row in enumerate(rows[1:], start=2):
+    for i, (line, row) in enumerate(rows[1:]):
         if len(row) != len(header):
-            raise InputError(key, f"{path.name} line {i} has {len(row)} fields, the header has {len(header)}")
+            raise InputError(key, f"{path.name} line {line} has {len(row)} fields, the header has {len(header)}")
         for j, cell in enumerate(row):
             try:
-                values[i - 2, j] = float(cell)
+                if "_" in cell:
+                    raise ValueError(cell)  # float() reads 1_000; a CSV does not
+                values[i, j] = float(cell)
             except ValueError:
-                raise InputError(key, f"{path.name} line {i}, column '{header[j]}': '{cell}' is not a number") from None
-    return Points(values, header, key)
+                raise InputError(key, f"{path.name} line {line}, column '{header[j]}': '{cell}' is not a number") from None
+    return Points(values, header, key, lines=[line for line, _ in rows[1:]])
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0][:300] if lines else type(exc).__name__
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _sample(spec: PointsSpec, names: tuple[str, ...]) -> Points:
@@ -114,15 +176,16 @@ def _sample(spec: PointsSpec, names: tuple[str, ...]) -> Points:
     return Points(np.stack(cols, axis=1), list(names), "inputs.points.sample", seed=spec.seed)
 
 
-def _check_finite(points: Points) -> None:
+def _check_finite(points: Points, names: tuple[str, ...] | None = None) -> None:
     bad = ~np.isfinite(points.values)
     if not bad.any():
         return
     flat = bad.reshape(len(bad), -1)
     where = np.argwhere(flat)
-    names = points.names or index_names("x", points.point_shape)
+    width = flat.shape[1]
+    names = points.names or (list(names) if names and len(names) == width else index_names("x", points.point_shape))
     shown = ", ".join(
-        f"point {p} ({'row ' + str(p + 2) + ' of the file, ' if points.source.endswith('csv') else ''}input '{names[j]}')"
+        f"point {p} ({'row ' + str(points.lines[p]) + ' of the file, ' if points.lines else ''}input '{names[j]}')"
         for p, j in where[:5]
     )
     more = f" and {len(where) - 5} more" if len(where) > 5 else ""

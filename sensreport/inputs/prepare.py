@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import engine
+from ..deadline import stage
 from ..errors import InputError
 from ..spec import Spec
 from .models import LoadedModel, load_model
@@ -39,13 +40,16 @@ def prepare(spec: Spec, budget: int) -> Prepared:
     """Load the points and the model, evaluate the model at the points, name everything."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    points = load_points(spec.points, spec.input_names)
+    stage("loading the points")
+    points = load_points(spec.points, spec.input_names, budget=budget)
     timings["load_points"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    stage("importing TensorFlow")
     engine.tensorflow()
     timings["import_tensorflow"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    stage("loading the model")
     loaded = load_model(spec.model, points.point_shape, jit_compile=spec.xla)
     target = loaded.target
     timings["load_model"] = time.perf_counter() - t0
@@ -53,8 +57,11 @@ def prepare(spec: Spec, budget: int) -> Prepared:
     x = _fit_points(points, target.input_shape)
     input_names = _input_names(spec, points, target.input_shape)
     t0 = time.perf_counter()
+    stage("evaluating the model at the points")
     try:
         y = target.evaluate(x, memory_budget=budget // 2).astype(np.float64)
+    except InputError:
+        raise  # the model's own problem, said by the loader (e.g. a callable returning None)
     except Exception as exc:  # noqa: BLE001 - user models fail in many ways
         raise InputError(
             f"model.{spec.model.kind}",
