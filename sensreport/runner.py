@@ -6,11 +6,10 @@ API both call :func:`run`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,11 +17,11 @@ from . import checks
 from .analysis.collect import analyse
 from .compute.execute import execute, method_results, plan_methods
 from .engine import default_memory_budget
+from .deadline import Deadline, stage
 from .errors import InputError
 from .inputs import prepare
 from .logs import get_logger, quiet_tensorflow
-from .files import make_dir
-from .outputs import expand_out, point_latest, write_outputs
+from .outputs import Outputs
 from .provenance import provenance
 from .results import RunResult
 from .spec import Spec, default_checks, load_spec, parse_spec
@@ -41,6 +40,7 @@ def run(
     progress: bool = False,
     baseline: str | os.PathLike | None = None,
     fail_on: str = "fail",
+    timeout: float | None = None,
     mlflow: bool | dict | None = None,
 ) -> RunResult:
     """Run a spec end to end and (with ``write=True``) write its outputs.
@@ -69,6 +69,13 @@ def run(
         What makes the verdict's exit code non-zero besides a failed method: failing
         checks only, or warnings too (the CLI's ``--fail-on``); the report shows the
         verdict under this choice.
+    timeout : float, optional
+        Seconds the run may take (default the spec's ``execution.timeout``; 0: none).
+        Past it the run raises :class:`~sensreport.errors.ComputeError` and writes
+        nothing. Checked at every stage, and in the main thread an alarm (``SIGALRM``)
+        interrupts Python code; a TensorFlow op that never returns cannot be interrupted
+        in-process (the CLI runs the work in a child process it kills instead; see
+        :mod:`sensreport.deadline`).
     mlflow : bool or dict, optional
         Log the run to MLflow (:func:`sensreport.mlflow_log.log_run`): ``True`` with the
         spec's ``report.mlflow`` settings, a mapping ``{experiment, run_name, tags}``
@@ -92,25 +99,18 @@ def run(
     baseline_doc = checks.baseline_document(spec.checks)  # read (and refused) before any work
     tracking = _mlflow_settings(spec, mlflow)
     log.info("running %s (%s model, %s points)", spec.path or "a spec mapping", spec.model.kind, spec.points.kind)
-    out_dir, latest = expand_out(Path(out) if out else spec.report_dir, _dt.datetime.now())
-    staging = None
-    if spec.arrays == "disk":
-        # .npy arrays are written chunk by chunk into a hidden folder beside the outputs
-        # and renamed into place with the other files only when the run succeeds
-        if write:
-            make_dir(out_dir)
-        staging = Path(tempfile.mkdtemp(prefix=".arrays.", dir=out_dir if write else None))
-    try:
+    limit = spec.timeout if timeout is None else timeout
+    outputs = Outputs(Path(out) if out else spec.report_dir, _dt.datetime.now(), write=write,
+                      key="--out" if out else "report.dir")
+    with Deadline(limit) if limit else contextlib.nullcontext(), outputs:
+        # .npy arrays are written chunk by chunk into a hidden staging folder and renamed
+        # into place with the other files only when the run succeeds
+        staging = outputs.array_dir() if spec.arrays == "disk" else None
         result = compute(spec, command=command, array_dir=staging, progress=progress)
+        stage("evaluating the checks")
         checks.apply(result, spec.checks, baseline_doc, fail_on)
         if write:
-            write_outputs(result, out_dir, plotlyjs or spec.plotlyjs, templates=spec.report_templates)
-            result.out_dir = out_dir
-            if latest is not None:
-                point_latest(latest, out_dir)
-    finally:
-        if staging is not None and write:
-            shutil.rmtree(staging, ignore_errors=True)
+            result.out_dir = outputs.write(result, plotlyjs or spec.plotlyjs, templates=spec.report_templates)
     _finish(result, spec, plotlyjs, write, tracking)
     return result
 
@@ -142,8 +142,11 @@ def compute(
         require_ray()  # fail before any work when Ray is missing
     budget = spec.memory_budget or default_memory_budget()
     prepared = prepare(spec, budget)
+    stage("planning the computation")
     plan = plan_methods(spec, prepared, budget)
+    stage("computing derivatives")
     computed = execute(spec, prepared, plan, array_dir=array_dir, progress=progress, on_chunk=on_chunk)
+    stage("analysing the derivatives")
     t0 = time.perf_counter()
     flat = prepared.x.reshape(len(prepared.x), -1)
     methods = method_results(plan, computed)

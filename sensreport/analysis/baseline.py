@@ -14,19 +14,73 @@ from ..errors import InputError
 from .stats import ranking, relative_error, spearman
 
 
+_NUMBER = {"type": ["number", "null"]}
+_NAMES = {"type": "array", "items": {"type": "string"}}
+#: The parts of a results.json that baselines, ``history`` and ``compare`` read, and
+#: their types: a document that passes cannot make them fail half-way.
+RESULTS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["schema_version", "inputs", "measures"],
+    "properties": {
+        "title": {"type": "string"},
+        "status": {"type": "string"},
+        "check_status": {"type": "string"},
+        "points": {"type": ["integer", "null"]},
+        "inputs": {"type": "object", "required": ["names"],
+                   "properties": {"names": {**_NAMES, "minItems": 1, "uniqueItems": True}}},
+        "measures": {
+            "type": "object", "required": ["values"],
+            "properties": {"values": {"type": "object", "additionalProperties": {
+                "type": "object",
+                "properties": {
+                    "per_output": {"type": "object", "additionalProperties": {
+                        "type": "object", "additionalProperties": _NUMBER}},
+                    "overall": {"type": "object", "additionalProperties": _NUMBER},
+                }}}},
+        },
+        "rankings": {"type": "object", "additionalProperties": {
+            "type": "object", "properties": {"overall": {"type": ["array", "null"], "items": {"type": "string"}}}}},
+        "provenance": {"type": "object", "properties": {"created": {"type": ["string", "null"]},
+                                                        "model_sha256": {"type": ["string", "null"]}}},
+        "verdict": {"type": ["object", "null"], "required": ["status", "failing", "failed_methods"],
+                    "properties": {"status": {"type": "string"}, "failing": _NAMES, "failed_methods": _NAMES}},
+        "checks": {"type": "array", "items": {"type": "object", "required": ["id", "status"],
+                                              "properties": {"id": {"type": "string"}, "status": {"type": "string"}}}},
+    },
+}
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number (sensreport writes none)")
+
+
 def load_baseline(path: Path, key: str = "checks.baseline.path") -> dict[str, Any]:
-    """A previous run's results.json, checked to be one."""
+    """A previous run's results.json, checked to be one: every part that a comparison or
+    ``history`` reads has the structure sensreport writes (:data:`RESULTS_SCHEMA`), so a
+    malformed file is refused here, before any work, never half-way through a run."""
+    import jsonschema
+
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        doc = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_refuse_constant)
     except FileNotFoundError:
         raise InputError(key, f"baseline file not found: {path}") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(key, f"cannot read {path} as a sensreport results.json: {exc}") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise InputError(key, f"cannot read {path} as a sensreport results.json: {reason}") from None
     if not isinstance(doc, dict) or "schema_version" not in doc or "measures" not in doc:
         raise InputError(key, f"{path} is not a sensreport results.json (no schema_version / measures)")
-    if doc["schema_version"] != 1:
-        raise InputError(key, f"{path} has results schema version {doc['schema_version']}; this sensreport reads 1")
+    if doc["schema_version"] != 1 or isinstance(doc["schema_version"], bool):
+        raise InputError(key, f"{path} has results schema version {doc['schema_version']!r}; this sensreport reads 1")
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(RESULTS_SCHEMA).iter_errors(doc))
+    if error is not None:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
+        raise InputError(key, f"{path} is not a sensreport results.json: {where or 'the document'}: "
+                              f"{_short(error.message)}")
     return doc
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 @dataclass(frozen=True)
