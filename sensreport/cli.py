@@ -2,11 +2,14 @@
 
 Exit codes: 0 success; 1 a check failed (``--fail-on warn``: or warned); 2 bad spec or
 input; 3 a computation failed (a method failed; the report is written and says which)
-or could not run (memory); 4 an unexpected internal error.
+or could not run (memory, ``--timeout``, a full disk); 4 an unexpected internal error.
+With a time limit ``run`` works in a child process it kills at the limit
+(:mod:`sensreport.supervisor`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sys
@@ -19,8 +22,14 @@ from .errors import EXIT_INTERNAL, SensreportError
 from .spec import MEASURES
 
 
-def _fail(exc: BaseException, debug: bool) -> None:
+def _fail(exc: BaseException, debug: bool, spec=None) -> None:
     if isinstance(exc, SensreportError):
+        if spec is not None and exc.key:
+            from .spec.parse import line_of
+
+            line = line_of(spec.lines, exc.key)
+            if line is not None:
+                exc.at(line, str(spec.path) if spec.path else None)
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     if debug:
@@ -49,32 +58,58 @@ def main() -> None:
 @click.option("--engine", type=click.Choice(["local", "ray"]), help="Override execution.engine.")
 @click.option("--ray-address", help="Override execution.ray.address (auto, ray://host:port).")
 @click.option("--workers", type=click.IntRange(min=1), help="Override execution.ray.workers.")
+@click.option("--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Stop the run after SECONDS (exit 3, nothing written); overrides execution.timeout; 0: no limit.")
 @click.option("--mlflow", is_flag=True,
               help="Log the run to MLflow (report, results, spec, verdict, measures, checks); see report.mlflow.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors and the final one-line summary.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@click.option("--worker-fd", type=int, hidden=True)  # the supervised child's link (sensreport.supervisor)
+@click.option("--command-line", hidden=True)  # the supervised child: the command the user typed
 def run(spec: str, out: str | None, plotlyjs: str | None, baseline: str | None, fail_on: str, engine: str | None,
-        ray_address: str | None, workers: int | None, mlflow: bool, quiet: bool, debug: bool) -> None:
+        ray_address: str | None, workers: int | None, timeout: float | None, mlflow: bool, quiet: bool, debug: bool,
+        worker_fd: int | None, command_line: str | None) -> None:
     """Run SPEC and write report.html, results.json and arrays.npz.
 
     Exit codes: 0 success, 1 a check failed, 2 bad spec or input, 3 a computation
-    failed, 4 internal error.
+    failed (or ran past --timeout), 4 internal error.
     """
+    from . import deadline
     from .runner import run as run_spec
     from .spec import load_spec
 
     started = time.perf_counter()
+    command = json.loads(command_line) if command_line else ["sensreport", *sys.argv[1:]]
+    link = contextlib.nullcontext()
+    if worker_fd is not None:
+        from .supervisor import ParentLink
+
+        link = ParentLink(worker_fd)
+    parsed = None
     try:
-        parsed = load_spec(spec)
-        ray_overrides = {k: v for k, v in (("address", ray_address), ("workers", workers)) if v is not None}
-        if engine or ray_overrides:
-            parsed = dataclasses.replace(parsed, engine=engine or parsed.engine, ray={**parsed.ray, **ray_overrides})
-        if not quiet:
-            click.echo(f"sensreport: running {spec}", err=True)
-        result = run_spec(parsed, out, plotlyjs=plotlyjs, command=["sensreport", *sys.argv[1:]],
-                          progress=not quiet, baseline=baseline, fail_on=fail_on, mlflow=True if mlflow else None)
+        with link:
+            deadline.stage("reading the spec")
+            parsed = load_spec(spec)
+            ray_overrides = {k: v for k, v in (("address", ray_address), ("workers", workers)) if v is not None}
+            if engine or ray_overrides:
+                parsed = dataclasses.replace(parsed, engine=engine or parsed.engine,
+                                             ray={**parsed.ray, **ray_overrides})
+            limit = parsed.timeout if timeout is None else timeout
+            if limit and worker_fd is None:
+                _check_inputs(parsed, baseline)  # bad input is exit 2, whatever the time limit
+                args = {"out": out, "plotlyjs": plotlyjs, "baseline": baseline, "fail_on": fail_on,
+                        "engine": engine, "ray_address": ray_address, "workers": workers, "quiet": quiet,
+                        "debug": debug, "mlflow": mlflow}
+                code = _supervised(spec, args, command, limit, "--timeout" if timeout is not None
+                                   else "execution.timeout", parsed, out)
+                sys.exit(code)
+            if not quiet:
+                click.echo(f"sensreport: running {spec}", err=True)
+            result = run_spec(parsed, out, plotlyjs=plotlyjs, command=command, progress=not quiet,
+                              baseline=baseline, fail_on=fail_on, timeout=0 if worker_fd is not None else limit,
+                              mlflow=True if mlflow else None)
     except Exception as exc:  # noqa: BLE001 - mapped to a message and an exit code
-        _fail(exc, debug)
+        _fail(exc, debug, parsed)
         return
     elapsed = time.perf_counter() - started
     click.echo(summary_line(result, elapsed))
@@ -85,6 +120,34 @@ def run(spec: str, out: str | None, plotlyjs: str | None, baseline: str | None, 
         if c.status not in ("pass", "info") and not (quiet and c.status == "warn"):
             click.echo(f"  {c.status.upper()} {c.id}: {c.message}", err=True)
     sys.exit(result.verdict.exit_code)
+
+
+def _supervised(spec: str, args: dict, command: list[str], limit: float, key: str, parsed, out: str | None) -> int:
+    """Run this command in a child process killed past ``limit`` seconds (see
+    :mod:`sensreport.supervisor`); return its exit code."""
+    import datetime as _dt
+    from pathlib import Path
+
+    from .deadline import timeout_message
+    from .errors import ComputeError
+    from .outputs import Outputs
+    from .supervisor import supervise
+
+    argv = ["run", spec, "--timeout", "0", "--command-line", json.dumps(command)]
+    for name, value in args.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            argv += [flag] if value else []
+        elif value is not None:
+            argv += [flag, str(value)]
+
+    def cleanup() -> None:  # what the killed child left behind (its process is gone: stale)
+        Outputs(Path(out) if out else parsed.report_dir, _dt.datetime.now()).clean()
+
+    def on_timeout(stage: str) -> ComputeError:
+        return ComputeError(key, timeout_message(limit, stage))
+
+    return supervise(argv, limit, on_timeout, cleanup, stdout=sys.stdout, stderr=sys.stderr)
 
 
 def summary_line(result, elapsed: float) -> str:
@@ -100,17 +163,34 @@ def summary_line(result, elapsed: float) -> str:
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 def validate(spec: str, debug: bool) -> None:
-    """Check SPEC without loading the model or computing anything."""
+    """Check SPEC and what it names (points, baseline) without loading the model or computing anything."""
     from .spec import load_spec
 
+    parsed = None
     try:
         parsed = load_spec(spec)
+        _check_inputs(parsed)
     except Exception as exc:  # noqa: BLE001
-        _fail(exc, debug)
+        _fail(exc, debug, parsed)
         return
     methods = [m for m, on in (("jacobian", parsed.jacobian_mode), ("rows", parsed.rows_outputs),
                                ("finite_difference", parsed.fd_scheme)) if on]
     click.echo(f"{spec}: valid ({parsed.model.kind} model, {parsed.points.kind} points, methods: {', '.join(methods)})")
+
+
+def _check_inputs(parsed, baseline: str | None = None) -> None:
+    """What a run reads before the model, checked without loading it: the baseline's
+    structure and the points (CSV header, numbers, size against the memory budget)."""
+    from pathlib import Path
+
+    from .checks import baseline_document
+    from .engine.runtime import default_memory_budget
+    from .inputs.points import load_points
+    from .spec import default_checks
+
+    config = parsed.checks if baseline is None else default_checks(parsed.raw.get("checks"), Path.cwd(), baseline)
+    baseline_document(config)
+    load_points(parsed.points, parsed.input_names, budget=parsed.memory_budget or default_memory_budget())
 
 
 @main.command()
@@ -122,14 +202,16 @@ def validate(spec: str, debug: bool) -> None:
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 def history(folder: str, out: str | None, measure: str, plotlyjs: str, debug: bool) -> None:
     """Build an index page over every run found below FOLDER."""
-    from .report.history import find_runs, write_history
+    from .report.history import write_history
 
+    skipped: list[str] = []
     try:
-        path = write_history(folder, out, measure, plotlyjs)
-        count = len(find_runs(folder))
+        path, count = write_history(folder, out, measure, plotlyjs, skipped)
     except Exception as exc:  # noqa: BLE001
         _fail(exc, debug)
         return
+    for reason in skipped:
+        click.echo(f"sensreport: skipped {reason}", err=True)
     click.echo(f"sensreport: {count} run{'s' if count != 1 else ''}; wrote {path}")
 
 

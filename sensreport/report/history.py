@@ -32,10 +32,12 @@ class Run:
         return self.doc.get("provenance", {}).get("created") or ""
 
 
-def find_runs(folder: Path) -> list[Run]:
+def find_runs(folder: Path, skipped: list[str] | None = None) -> list[Run]:
     """Every run below ``folder`` (a folder holding results.json), oldest first.
 
-    Links (such as ``latest``) are not followed, so no run is listed twice.
+    Links (such as ``latest``) are not followed, so no run is listed twice. A
+    results.json that is not a sensreport result of the structure it writes is left
+    out, and why is appended to ``skipped``.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -46,7 +48,9 @@ def find_runs(folder: Path) -> list[Run]:
         if "results.json" in files:
             try:
                 doc = load_baseline(Path(root) / "results.json", key="DIR")
-            except InputError:
+            except InputError as exc:
+                if skipped is not None:
+                    skipped.append(exc.message)
                 continue  # not a sensreport result: skip it
             runs.append(Run(Path(root), doc))
     return sorted(runs, key=lambda r: (r.created, str(r.path)))
@@ -74,7 +78,7 @@ def build_history(runs: list[Run], folder: Path, measure: str = "mean_abs") -> d
     figures = {}
     newest = runs[-1].doc if runs else None
     if newest and measure in newest.get("measures", {}).get("values", {}):
-        top = (newest["rankings"][measure]["overall"] or [])[:TREND_INPUTS]
+        top = ((newest.get("rankings", {}).get(measure) or {}).get("overall") or [])[:TREND_INPUTS]
         x = [r.created for r in runs]
         traces = []
         for name in top:
@@ -134,16 +138,18 @@ def _render(template: str, page: dict[str, Any], plotlyjs: str) -> str:
     return environment().get_template(template).render(page=page, plotly=plotly_script(plotlyjs))
 
 
-def write_history(folder: Path, out: Path | None = None, measure: str = "mean_abs", plotlyjs: str = "inline") -> Path:
-    """Write ``index.html`` (default in ``folder``) over every run found in ``folder``."""
+def write_history(folder: Path, out: Path | None = None, measure: str = "mean_abs", plotlyjs: str = "inline",
+                  skipped: list[str] | None = None) -> tuple[Path, int]:
+    """Write ``index.html`` (default in ``folder``) over every run found in ``folder``;
+    return it and how many runs it lists (``skipped``: why other results.json were left out)."""
     folder = Path(folder)
-    runs = find_runs(folder)
+    runs = find_runs(folder, skipped)
     if not runs:
         raise InputError("DIR", f"no sensreport runs (results.json) found below {folder}")
     out = Path(out) if out else folder / "index.html"
     html = _render("history.html.j2", build_history(runs, out.parent, measure), plotlyjs)
     atomic_write_text(out, html)
-    return out
+    return out, len(runs)
 
 
 def write_comparison(a: Path, b: Path, out: Path, measure: str = "mean_abs", plotlyjs: str = "inline") -> Path:
