@@ -259,7 +259,8 @@ def test_every_chart_has_its_numbers_as_a_table(reports, open_page):
         "trs => trs.map(tr => [tr.cells[0].textContent, [...tr.cells].slice(1).map(td => +td.dataset.v)])")
     inputs = res["inputs"]["names"]
     for out, row in cells:
-        expected = [res["measures"]["values"]["mean_abs"]["per_output"][out][i] for i in inputs]
+        # the aggregate heatmap shows the leading measure, as the rankings do
+        expected = [res["measures"]["values"][res["measures"]["leading"]]["per_output"][out][i] for i in inputs]
         np.testing.assert_allclose(row, sig(expected, 6))
     page.page.select_option("#ctl-heat-kind", "signed")  # the open table follows the chart
     page.page.wait_for_function("""() => document.getElementById('fig-heat-aggregate').data[0].zmid === 0""")
