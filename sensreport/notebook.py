@@ -155,8 +155,8 @@ def _heatmap(r: RunResult, m: str) -> str:
 
 def repr_html(r: RunResult) -> str:
     """A small HTML summary for Jupyter: the verdict, failed checks, top inputs, a heatmap."""
-    parts = [f'<div class="sensreport-result" style="font-family:system-ui,sans-serif;font-size:13px;'
-             f'max-width:60em">', f'<div style="font-size:15px;font-weight:600">{_e(r.title)}</div>', _banner(r),
+    parts = ['<div class="sensreport-result" style="font-family:system-ui,sans-serif;font-size:13px;'
+             'max-width:60em">', f'<div style="font-size:15px;font-weight:600">{_e(r.title)}</div>', _banner(r),
              _checks(r)]
     methods = ", ".join(f"{k} {m.status}" for k, m in r.methods.items())
     facts = (f"{_e(r.model.get('summary') or r.model.get('kind'))}; {len(r.points):,} points, "

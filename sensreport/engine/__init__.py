@@ -9,32 +9,16 @@ Layout: :mod:`.runtime` (TensorFlow, memory, zero-copy views), :mod:`.kernels` (
 kernel registry), :mod:`.target` (:class:`Target`, which compiles kernels), :mod:`.xla`
 (XLA per kernel), :mod:`.chunks` (splitting calls to a budget), :mod:`.methods`
 (``jacobian``, ``rows``, ``finite_difference``), :mod:`.diagnostics` (ops that block
-gradients).
+gradients, custom gradients).
 
-Kernels (``B`` points, ``c`` basis vectors in one call):
-
-* ``reverse-pfor``: one forward pass and the ``c`` selected outputs' backward passes
-  vectorized by ``GradientTape.batch_jacobian`` (also how selected rows are computed:
-  never the full Jacobian to slice a row from it);
-* ``forward-pfor``: JVPs of ``c`` one-hot tangents vectorized with ``tf.vectorized_map``
-  around one ``tf.autodiff.ForwardAccumulator``; the primal pass does not depend on
-  the tangent, so it is computed once;
-* ``reverse-tiled`` / ``forward-tiled``: the batch tiled ``c`` times with one-hot
-  cotangents / tangents in one ``GradientTape.gradient`` / ``ForwardAccumulator`` call.
-  They repeat the primal pass but need no ``pfor`` rule for any op: the fallback;
-* ``fd-central`` / ``fd-forward``: every point's perturbed copies built and evaluated
-  in one call.
-
-When one call covers the whole basis, the ``-full`` variants of the two pfor kernels run
-instead: ``batch_jacobian`` of all outputs (no ``gather``, whose gradient is a scatter in
-every backward pass) and JVPs of the identity's columns (a constant). Results name them
-by their family (``reverse-pfor``, ``forward-pfor``).
+The kernels (reverse/forward, vectorized or tiled, whole-basis variants, batched
+finite differences with their error estimates) are described where they are defined,
+in :mod:`.kernels`; :mod:`.fdiff` holds the finite-difference error model.
 
 ``auto`` picks forward mode when there are at most as many inputs as outputs. XLA
 (``jit_compile``) is off, on, or chosen per kernel by timing (:func:`autotune_xla`).
 All functions take and return numpy arrays.
 """
-
 
 from __future__ import annotations
 

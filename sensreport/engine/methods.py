@@ -230,19 +230,15 @@ def jacobian(
 
     axis = 2 if direction == "forward" else 1
     out, first, calls = sweep_basis(x, (p, m, n), target.dtype, per_call, width, basis, axis, call, progress)
-    return Derivative(
-        values=out,
-        run=MethodRun(
-            method="jacobian",
-            strategy=strategy,
-            seconds=time.perf_counter() - t_start,
-            first_call_seconds=first,
-            calls=calls,
-            chunk_points=per_call,
-            notes=list(target.notes) + notes,
-            dtype=target.dtype,
-        ),
-    )
+    return _automatic("jacobian", target, out, strategy, t_start, first, calls, per_call, notes)
+
+
+def _automatic(method: str, target: Target, values: np.ndarray, strategy: str, t_start: float, first: float,
+               calls: int, per_call: int, notes: list[str]) -> Derivative:
+    """The result of an automatic-differentiation method, with the record of how it ran."""
+    return Derivative(values=values, run=MethodRun(
+        method=method, strategy=strategy, seconds=time.perf_counter() - t_start, first_call_seconds=first,
+        calls=calls, chunk_points=per_call, notes=list(target.notes) + notes, dtype=target.dtype))
 
 
 def rows(
@@ -288,19 +284,7 @@ def rows(
 
     t_start = time.perf_counter()
     out, first, calls = sweep_basis(x, (p, k, n), target.dtype, per_call, width, basis, 2 if forward else 1, call, progress)
-    return Derivative(
-        values=out,
-        run=MethodRun(
-            method="rows",
-            strategy=strategy,
-            seconds=time.perf_counter() - t_start,
-            first_call_seconds=first,
-            calls=calls,
-            chunk_points=per_call,
-            notes=list(target.notes) + notes,
-            dtype=target.dtype,
-        ),
-    )
+    return _automatic("rows", target, out, strategy, t_start, first, calls, per_call, notes)
 
 
 def fd_step(
