@@ -196,8 +196,8 @@ def _check_inputs(parsed, baseline: str | None = None) -> None:
 @main.command()
 @click.argument("folder", type=click.Path(file_okay=False))
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Index page to write (default: FOLDER/index.html).")
-@click.option("--measure", type=click.Choice(list(MEASURES)), default="mean_abs", show_default=True,
-              help="Measure whose top inputs are drawn over time.")
+@click.option("--measure", type=click.Choice(list(MEASURES)), default=None,
+              help="Measure whose top inputs are drawn over time (default: the newest run's leading measure).")
 @click.option("--plotlyjs", type=click.Choice(["inline", "cdn"]), default="inline", show_default=True)
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 def history(folder: str, out: str | None, measure: str, plotlyjs: str, debug: bool) -> None:
@@ -219,7 +219,8 @@ def history(folder: str, out: str | None, measure: str, plotlyjs: str, debug: bo
 @click.argument("a", type=click.Path())
 @click.argument("b", type=click.Path())
 @click.option("--out", "-o", type=click.Path(dir_okay=False), default="comparison.html", show_default=True)
-@click.option("--measure", type=click.Choice(list(MEASURES)), default="mean_abs", show_default=True)
+@click.option("--measure", type=click.Choice(list(MEASURES)), default=None,
+              help="Measure to compare (default: run B's leading measure).")
 @click.option("--plotlyjs", type=click.Choice(["inline", "cdn"]), default="inline", show_default=True)
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 def compare(a: str, b: str, out: str, measure: str, plotlyjs: str, debug: bool) -> None:

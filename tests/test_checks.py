@@ -202,6 +202,11 @@ def test_history_and_compare_pages(cli, write_spec, tmp_path):
     assert len(trend) == 5 and all(len(t["y"]) == 2 for t in trend)
     r1 = json.loads((tmp_path / "runs" / "r1" / "results.json").read_text())
     debt = next(t for t in trend if t["name"] == "debt_ratio")
+    lead = r1["measures"]["leading"]  # the trend ranks by the runs' leading measure, as their reports do
+    assert debt["y"][0] == r1["measures"]["values"][lead]["overall"]["debt_ratio"]
+    assert cli("history", tmp_path / "runs", "--plotlyjs", "cdn", "--measure", "mean_abs").exit_code == 0
+    figures = json.loads((tmp_path / "runs" / "index.html").read_text().split('id="figures">')[1].split("</script>")[0])
+    debt = next(t for t in figures["trend"]["data"] if t["name"] == "debt_ratio")
     assert debt["y"][0] == r1["measures"]["values"]["mean_abs"]["overall"]["debt_ratio"]
 
     r = cli("compare", tmp_path / "runs" / "r1", tmp_path / "runs" / "r2" / "results.json", "--out", tmp_path / "cmp.html")

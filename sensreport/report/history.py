@@ -56,8 +56,15 @@ def find_runs(folder: Path, skipped: list[str] | None = None) -> list[Run]:
     return sorted(runs, key=lambda r: (r.created, str(r.path)))
 
 
-def build_history(runs: list[Run], folder: Path, measure: str = "mean_abs") -> dict[str, Any]:
-    """The index page's structure: a table of runs and trend figures of the top inputs."""
+def leading(doc: dict) -> str:
+    """The measure a run's views rank by (runs written before it was recorded: mean |dy/dx|)."""
+    return doc.get("measures", {}).get("leading") or "mean_abs"
+
+
+def build_history(runs: list[Run], folder: Path, measure: str | None = None) -> dict[str, Any]:
+    """The index page's structure: a table of runs and trend figures of the top inputs
+    (by ``measure``, default the newest run's leading measure)."""
+    measure = measure or (leading(runs[-1].doc) if runs else "mean_abs")
     rows = []
     for run in reversed(runs):  # newest first in the table
         d = run.doc
@@ -95,8 +102,9 @@ def build_history(runs: list[Run], folder: Path, measure: str = "mean_abs") -> d
     return {"folder": str(folder), "runs": rows, "measure": DEFINITIONS[measure][0], "figures": figures}
 
 
-def build_comparison(old: dict, new: dict, measure: str = "mean_abs", top_k: int = 5) -> dict[str, Any]:
+def build_comparison(old: dict, new: dict, measure: str | None = None, top_k: int = 5) -> dict[str, Any]:
     """A comparison of two results documents: per output, side-by-side rankings and deltas."""
+    measure = measure or leading(new)  # run B's leading measure, unless asked for another
     table = MeasureTable.from_doc(new, measure)
     c = compare(table, old, top_k) if table is not None else {"error": f"run B has no '{measure}' values"}
     if "error" in c:
@@ -138,7 +146,7 @@ def _render(template: str, page: dict[str, Any], plotlyjs: str) -> str:
     return environment().get_template(template).render(page=page, plotly=plotly_script(plotlyjs))
 
 
-def write_history(folder: Path, out: Path | None = None, measure: str = "mean_abs", plotlyjs: str = "inline",
+def write_history(folder: Path, out: Path | None = None, measure: str | None = None, plotlyjs: str = "inline",
                   skipped: list[str] | None = None) -> tuple[Path, int]:
     """Write ``index.html`` (default in ``folder``) over every run found in ``folder``;
     return it and how many runs it lists (``skipped``: why other results.json were left out)."""
@@ -152,7 +160,7 @@ def write_history(folder: Path, out: Path | None = None, measure: str = "mean_ab
     return out, len(runs)
 
 
-def write_comparison(a: Path, b: Path, out: Path, measure: str = "mean_abs", plotlyjs: str = "inline") -> Path:
+def write_comparison(a: Path, b: Path, out: Path, measure: str | None = None, plotlyjs: str = "inline") -> Path:
     """Write a comparison page of run ``a`` (before) and run ``b`` (after)."""
     docs = []
     for key, path in (("A", a), ("B", b)):
