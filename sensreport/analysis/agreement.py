@@ -73,10 +73,6 @@ class AgreementAccumulator:
         self.worst: list[dict] = []
         self.worst_kinks: list[dict] = []
 
-    @property
-    def floor_ulps(self) -> float:
-        return FLOOR_ULPS
-
     def update(self, ad: np.ndarray, fd: np.ndarray, error: np.ndarray, kinks: np.ndarray,
                backward: np.ndarray | None = None, forward: np.ndarray | None = None, offset: int = 0) -> None:
         """Add one chunk: each ``[b, k, n]``; ``kinks`` boolean; the one-sided slopes for the
@@ -92,10 +88,7 @@ class AgreementAccumulator:
         error = np.asarray(error, dtype=np.float64)
         kinks = np.asarray(kinks, dtype=bool)
         abs_err = np.abs(fd - ad)
-        scale = np.nanmax(np.abs(np.where(np.isfinite(ad), ad, np.nan)), axis=2, initial=0.0, keepdims=True)
-        floor = FLOOR_ULPS * unit_roundoff(self.ad_dtype) * scale + np.finfo(np.float64).tiny
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            z = abs_err / (error + floor)
+        z = z_scores(ad, fd, error, self.ad_dtype)
         rel = relative_error(fd, ad, axis=2)
         finite = np.isfinite(z) & np.isfinite(rel)
         kink = finite & kinks

@@ -139,10 +139,15 @@ class MeasureAccumulator:
         return [int(j) for j in np.flatnonzero(self.max_abs == 0)]
 
 
+def output_magnitude(outputs: np.ndarray) -> np.ndarray:
+    """Per output: its largest finite |y| over all points ``[P, m]`` (0 when none is finite)."""
+    y = np.asarray(outputs, dtype=np.float64)
+    return np.nanmax(np.abs(np.where(np.isfinite(y), y, np.nan)), axis=0, initial=0.0)
+
+
 def elasticity_guard(outputs: np.ndarray) -> np.ndarray:
     """Per output: ``ELASTICITY_GUARD`` times its largest finite |y| over all points."""
-    y = np.asarray(outputs, dtype=np.float64)
-    return ELASTICITY_GUARD * np.nanmax(np.abs(np.where(np.isfinite(y), y, np.nan)), axis=0, initial=0.0)
+    return ELASTICITY_GUARD * output_magnitude(outputs)
 
 
 def input_spread(points: np.ndarray) -> np.ndarray:

@@ -104,6 +104,7 @@ def make_plan(
     names = {m.name for m in methods}
     compared = next((a for a in ("jacobian", "rows") if a in names), None) if "finite_difference" in names else None
     spread = M.input_spread(points)
+    magnitude = M.output_magnitude(outputs)
     fd = next((m for m in methods if m.name == "finite_difference"), None)
     steps = None
     if fd is not None:
@@ -118,11 +119,11 @@ def make_plan(
         arrays=arrays,
         array_bytes=int(total),
         spread=spread,
-        guard=M.elasticity_guard(outputs),
+        guard=M.ELASTICITY_GUARD * magnitude,
         compared=compared,
         max_z=max_z,
         max_rel_error=max_rel_error,
         ad_dtype=ad_dtype,
         fd_step=steps,
-        output_scale=np.nanmax(np.abs(np.where(np.isfinite(outputs), outputs, np.nan)), axis=0, initial=0.0),
+        output_scale=magnitude,
     )

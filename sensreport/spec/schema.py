@@ -16,6 +16,16 @@ _DIST = {
     "additionalProperties": False,
 }
 
+SEVERITY = {"enum": ["fail", "warn", "info"]}
+
+
+def _switchable(properties: dict[str, Any]) -> dict[str, Any]:
+    """A check's schema: ``false`` (off) or a mapping of its thresholds and a severity."""
+    properties = {**properties, "severity": SEVERITY}
+    return {"anyOf": [{"const": False}, {"type": "object", "additionalProperties": False, "properties": properties}],
+            "x-expected": f"false or a mapping with {', '.join(properties)}"}
+
+
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "https://sensreport.invalid/spec-v1.json",
@@ -162,60 +172,20 @@ SCHEMA: dict[str, Any] = {
             "description": "Checks with thresholds and severities; the CLI exits 1 when one fails.",
             "additionalProperties": False,
             "properties": {
-                "fd_vs_ad": {
-                    "anyOf": [{"const": False}, {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "properties": {
-                            "max_z": {"type": "number", "exclusiveMinimum": 0,
-                                      "description": "Entries agree within this many estimated FD errors (default 3)."},
-                            "max_rel_error": {"type": "number", "exclusiveMinimum": 0,
-                                              "description": "An extra bound on each entry's relative error."},
-                            "min_share": {"type": "number", "minimum": 0, "maximum": 1},
-                            "severity": {"enum": ["fail", "warn", "info"]},
-                        },
-                    }],
-                    "x-expected": "false or a mapping with max_z, max_rel_error, min_share, severity",
-                },
-                "nonfinite": {
-                    "anyOf": [{"const": False}, {
-                        "type": "object", "additionalProperties": False,
-                        "properties": {"severity": {"enum": ["fail", "warn", "info"]}},
-                    }],
-                    "x-expected": "false or a mapping with severity",
-                },
-                "dead_inputs": {
-                    "anyOf": [{"const": False}, {
-                        "type": "object", "additionalProperties": False,
-                        "properties": {"max_count": {"type": "integer", "minimum": 0},
-                                       "severity": {"enum": ["fail", "warn", "info"]}},
-                    }],
-                    "x-expected": "false or a mapping with max_count, severity",
-                },
-                "ranking_stability": {
-                    "anyOf": [{"const": False}, {
-                        "type": "object", "additionalProperties": False,
-                        "properties": {"min_spearman": {"type": "number", "minimum": -1, "maximum": 1},
-                                       "min_overlap": {"type": "number", "minimum": 0, "maximum": 1},
-                                       "severity": {"enum": ["fail", "warn", "info"]}},
-                    }],
-                    "x-expected": "false or a mapping with min_spearman, min_overlap, severity",
-                },
-                "direction_changes": {
-                    "anyOf": [{"const": False}, {
-                        "type": "object", "additionalProperties": False,
-                        "properties": {"min_minority": {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5},
-                                       "severity": {"enum": ["fail", "warn", "info"]}},
-                    }],
-                    "x-expected": "false or a mapping with min_minority, severity",
-                },
-                "warnings": {
-                    "anyOf": [{"const": False}, {
-                        "type": "object", "additionalProperties": False,
-                        "properties": {"severity": {"enum": ["fail", "warn", "info"]}},
-                    }],
-                    "x-expected": "false or a mapping with severity",
-                },
+                "fd_vs_ad": _switchable({
+                    "max_z": {"type": "number", "exclusiveMinimum": 0,
+                              "description": "Entries agree within this many estimated FD errors (default 3)."},
+                    "max_rel_error": {"type": "number", "exclusiveMinimum": 0,
+                                      "description": "An extra bound on each entry's relative error."},
+                    "min_share": {"type": "number", "minimum": 0, "maximum": 1},
+                }),
+                "nonfinite": _switchable({}),
+                "dead_inputs": _switchable({"max_count": {"type": "integer", "minimum": 0}}),
+                "ranking_stability": _switchable({"min_spearman": {"type": "number", "minimum": -1, "maximum": 1},
+                                                  "min_overlap": {"type": "number", "minimum": 0, "maximum": 1}}),
+                "direction_changes": _switchable({"min_minority": {"type": "number", "exclusiveMinimum": 0,
+                                                                   "maximum": 0.5}}),
+                "warnings": _switchable({}),
                 "baseline": {
                     "type": "object",
                     "additionalProperties": False,
@@ -226,7 +196,7 @@ SCHEMA: dict[str, Any] = {
                         "top_k": {"type": "integer", "minimum": 1},
                         "max_top_k_changes": {"type": "integer", "minimum": 0},
                         "min_rank_correlation": {"type": "number", "minimum": -1, "maximum": 1},
-                        "severity": {"enum": ["fail", "warn", "info"]},
+                        "severity": SEVERITY,
                     },
                 },
             },
