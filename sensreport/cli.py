@@ -190,7 +190,9 @@ def _check_inputs(parsed, baseline: str | None = None) -> None:
 
     config = parsed.checks if baseline is None else default_checks(parsed.raw.get("checks"), Path.cwd(), baseline)
     baseline_document(config)
-    load_points(parsed.points, parsed.input_names, budget=parsed.memory_budget or default_memory_budget())
+    points = load_points(parsed.points, parsed.input_names, budget=parsed.memory_budget or default_memory_budget())
+    if parsed.model.kind == "callable":  # a callable takes numbers only; a Keras model may take text inputs
+        points.numeric()
 
 
 @main.command()

@@ -10,9 +10,13 @@ from typing import Any
 import numpy as np
 
 from .analysis.agreement import Agreement
+from .analysis.categories import CategorySplit
+from .analysis.groups import GroupMeasures
 from .analysis.pointstats import PointStats
 from .analysis.stats import ranking
+from .compute.discrete import DiscreteEffect
 from .engine.methods import MethodRun
+from .inputs.layout import InputLayout
 
 RESULTS_SCHEMA_VERSION = 1
 #: Check statuses, worst first: the order the report and the CLI list them in.
@@ -179,6 +183,14 @@ class RunResult:
     report_options: dict[str, Any] = field(default_factory=dict, repr=False)
     #: the MLflow run this result was logged to (run_id, experiment_id, tracking_uri), if any
     mlflow: dict[str, Any] | None = None
+    #: every model input (differentiated or held), the feature groups, the points by input
+    layout: InputLayout | None = None
+    #: the feature groups' measures (inputs.groups and automatic ones), None without groups
+    groups: GroupMeasures | None = None
+    #: the measures split by the values of each held input with few of them
+    categories: list[CategorySplit] = field(default_factory=list)
+    #: methods.discrete: the outputs with each listed held input at each of its values
+    discrete: list[DiscreteEffect] = field(default_factory=list)
 
     def __repr__(self) -> str:
         """One line: title, verdict, model, sizes, methods, top inputs (not every array)."""
@@ -257,16 +269,48 @@ class RunResult:
                          "per_output": per_output}
         return out
 
+    def _measure_values(self, measures: dict[str, np.ndarray], overall: dict[str, np.ndarray],
+                        names: list[str]) -> dict[str, Any]:
+        return {
+            name: {
+                "per_output": {self.output_names[o]: dict(zip(names, _floats(values[k])))
+                               for k, o in enumerate(self.measure_outputs)},
+                "overall": dict(zip(names, _floats(overall[name]))),
+            }
+            for name, values in measures.items()
+        }
+
+    def _category_dict(self, c: CategorySplit) -> dict[str, Any]:
+        return {"values": c.values, "counts": [int(v) for v in c.counts],
+                "measures": {name: {self.output_names[o]: {self.input_names[j]: _floats(v[:, k, j])
+                                                           for j in range(v.shape[2])}
+                                    for k, o in enumerate(self.measure_outputs)}
+                             for name, v in c.measures.items()}}
+
+    def _discrete_dict(self, e: DiscreteEffect) -> dict[str, Any]:
+        mean = e.mean_effect
+        return {"values": e.labels, "counts": [int(v) for v in e.counts], "seconds": e.seconds,
+                "mean_effect": {name: [_floats(mean[a, :, i]) for a in range(len(e.labels))]
+                                for i, name in enumerate(self.output_names)},
+                "array": f"discrete_{e.input}"}
+
+    def inputs_dict(self) -> dict[str, Any]:
+        """results.json's ``inputs``: the differentiated inputs' names and shape, every model
+        input (``tensors``), the held ones with the values seen (``fixed``), the groups."""
+        d: dict[str, Any] = {"names": self.input_names, "shape": self.input_shape}
+        lay = self.layout
+        d["tensors"] = [t.to_dict() for t in lay.tensors] if lay else []
+        d["fixed"] = [h.to_dict() for h in lay.held] if lay else []
+        d["groups"] = {g: [self.input_names[j] for j in cols] for g, cols in lay.groups.items()} if lay else {}
+        return d
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON document written as results.json."""
-        measures = {
-            name: {
-                "per_output": {self.output_names[o]: dict(zip(self.input_names, _floats(values[k])))
-                               for k, o in enumerate(self.measure_outputs)},
-                "overall": dict(zip(self.input_names, _floats(self.overall[name]))),
-            }
-            for name, values in self.measures.items()
-        }
+        measures = self._measure_values(self.measures, self.overall, self.input_names)
+        g = self.groups
+        group_measures = None if g is None else {
+            "source": self.measure_source, "shown": self.shown_measures, "leading": self.leading_measure,
+            "values": self._measure_values(g.measures, g.overall, g.names)}
         return {
             "schema_version": RESULTS_SCHEMA_VERSION,
             "status": self.status,
@@ -276,13 +320,16 @@ class RunResult:
             "checks": [c.to_dict() for c in self.checks],
             "title": self.title,
             "model": self.model,
-            "inputs": {"names": self.input_names, "shape": self.input_shape},
+            "inputs": self.inputs_dict(),
             "custom_gradients": list(self.custom_gradients),
             "outputs": {"names": self.output_names, "shape": self.output_shape},
             "points": int(len(self.points)),
             "methods": {name: m.to_dict() for name, m in self.methods.items()},
             "measures": {"source": self.measure_source, "shown": self.shown_measures, "leading": self.leading_measure,
                          "values": measures},
+            "group_measures": group_measures,
+            "categories": {c.input: self._category_dict(c) for c in self.categories},
+            "discrete": {e.input: self._discrete_dict(e) for e in self.discrete},
             "rankings": self.rankings(),
             "agreement": self.agreement.to_dict() if self.agreement else None,
             "nonfinite": self.nonfinite,
@@ -298,6 +345,11 @@ class RunResult:
     def arrays(self) -> dict[str, np.ndarray]:
         """The raw arrays written as arrays.npz."""
         out = {"points": self.points, "outputs": self.outputs}
+        if self.layout is not None:  # a model with named inputs: each one's values as read, held ones included
+            for name, a in self.layout.arrays.items():
+                out[f"points_{name}"] = a.astype(str) if a.dtype == object else a
+        for e in self.discrete:
+            out[f"discrete_{e.input}"] = e.values
         for name, m in self.methods.items():
             if m.status != "ok":
                 continue

@@ -29,6 +29,28 @@ _SCAN = {
     },
 }
 
+_MEASURES: dict[str, Any] = {
+    "type": "object",
+    "required": ["source", "shown", "leading", "values"],
+    "properties": {
+        "source": {"type": ["string", "null"], "description": "The method the measures come from."},
+        "shown": {"type": "array", "items": {"enum": list(MEASURES)}},
+        "leading": {"type": ["string", "null"], "description": "The measure every view ranks by."},
+        "values": {
+            "type": "object",
+            "description": "Measure -> per_output (output -> input -> value) and overall (input -> share, "
+                           "averaged over outputs).",
+            "propertyNames": {"enum": list(MEASURES)},
+            "additionalProperties": {
+                "type": "object",
+                "required": ["per_output", "overall"],
+                "properties": {"per_output": {"type": "object", "additionalProperties": _BY_INPUT},
+                               "overall": _BY_INPUT},
+            },
+        },
+    },
+}
+
 RESULTS_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": f"https://sensreport.invalid/results-v{RESULTS_SCHEMA_VERSION}.json",
@@ -100,8 +122,28 @@ RESULTS_SCHEMA: dict[str, Any] = {
             },
         },
         "inputs": {"type": "object", "required": ["names", "shape"],
-                   "properties": {"names": {**_NAMES, "description": "Names of the flattened inputs."},
-                                  "shape": {"type": "array", "items": {"type": "integer"}}}},
+                   "properties": {
+                       "names": {**_NAMES, "description": "Names of the flattened differentiated inputs: the "
+                                                          "Jacobian's columns."},
+                       "shape": {"type": "array", "items": {"type": "integer"}},
+                       "tensors": {"type": "array", "description": "Every model input in the model's order.",
+                                   "items": {"type": "object", "required": ["name", "shape", "dtype", "fixed", "names"],
+                                             "properties": {"name": {"type": "string"},
+                                                            "shape": {"type": "array", "items": {"type": "integer"}},
+                                                            "dtype": {"type": "string"},
+                                                            "fixed": {"type": "boolean", "description":
+                                                                      "Held at each point's value, not "
+                                                                      "differentiated."},
+                                                            "names": _NAMES, "axes": {"type": "object"}}}},
+                       "fixed": {"type": "array", "description": "The held inputs and the values seen in the points.",
+                                 "items": {"type": "object", "required": ["name", "dtype", "shape", "distinct", "values"],
+                                           "properties": {"name": {"type": "string"}, "dtype": {"type": "string"},
+                                                          "shape": {"type": "array", "items": {"type": "integer"}},
+                                                          "distinct": {"type": "integer", "minimum": 1},
+                                                          "values": {"type": "array", "description":
+                                                                     "The distinct values (at most 1,000)."}}}},
+                       "groups": {"type": "object", "description": "Feature group -> its member inputs.",
+                                  "additionalProperties": _NAMES}}},
         "outputs": {"type": "object", "required": ["names", "shape"],
                     "properties": {"names": {**_NAMES, "description": "Names of the flattened outputs."},
                                    "shape": {"type": "array", "items": {"type": "integer"}}}},
@@ -125,26 +167,26 @@ RESULTS_SCHEMA: dict[str, Any] = {
                 },
             },
         },
-        "measures": {
+        "measures": _MEASURES,
+        "group_measures": {
+            "oneOf": [{"type": "null"}, _MEASURES],
+            "description": "The feature groups' measures in the layout of measures, group names in place of input "
+                           "names: sums of the members' (RMS: the root of their summed squares; positive_share "
+                           "null). null without groups.",
+        },
+        "categories": {
             "type": "object",
-            "required": ["source", "shown", "leading", "values"],
-            "properties": {
-                "source": {"type": ["string", "null"], "description": "The method the measures come from."},
-                "shown": {"type": "array", "items": {"enum": list(MEASURES)}},
-                "leading": {"type": ["string", "null"], "description": "The measure every view ranks by."},
-                "values": {
-                    "type": "object",
-                    "description": "Measure -> per_output (output -> input -> value) and overall (input -> share, "
-                                   "averaged over outputs).",
-                    "propertyNames": {"enum": list(MEASURES)},
-                    "additionalProperties": {
-                        "type": "object",
-                        "required": ["per_output", "overall"],
-                        "properties": {"per_output": {"type": "object", "additionalProperties": _BY_INPUT},
-                                       "overall": _BY_INPUT},
-                    },
-                },
-            },
+            "description": "Held input -> the measures over the points of each of its values (inputs with 2 to 20 "
+                           "distinct values, when the per-point derivatives were kept): values, counts, and "
+                           "measure -> output -> input -> one value per category.",
+            "additionalProperties": {"type": "object", "required": ["values", "counts", "measures"]},
+        },
+        "discrete": {
+            "type": "object",
+            "description": "methods.discrete: held input -> its values, the points per value, and mean_effect: "
+                           "output -> [a][b] the mean change of the output over the points with value a when the "
+                           "input takes value b instead; the per-point outputs are the arrays.npz array named.",
+            "additionalProperties": {"type": "object", "required": ["values", "counts", "mean_effect", "array"]},
         },
         "rankings": {
             "type": "object",

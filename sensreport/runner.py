@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import checks
 from .analysis.collect import analyse
+from .compute.discrete import check_discrete, discrete_effects
 from .compute.execute import execute, method_results, plan_methods
 from .engine import default_memory_budget
 from .deadline import Deadline, stage
@@ -142,18 +143,26 @@ def compute(
         require_ray()  # fail before any work when Ray is missing
     budget = spec.memory_budget or default_memory_budget()
     prepared = prepare(spec, budget)
+    check_discrete(spec.discrete, prepared.layout.held)  # before any heavy work
     stage("planning the computation")
     plan = plan_methods(spec, prepared, budget)
     stage("computing derivatives")
     computed = execute(spec, prepared, plan, array_dir=array_dir, progress=progress, on_chunk=on_chunk)
+    effects = []
+    if spec.discrete:
+        stage("evaluating discrete effects")
+        effects = discrete_effects(prepared.target, prepared.x, prepared.layout.held, spec.discrete, budget)
     stage("analysing the derivatives")
     t0 = time.perf_counter()
-    flat = prepared.x.reshape(len(prepared.x), -1)
+    flat = prepared.flat
     methods = method_results(plan, computed)
-    found = analyse(plan, computed, methods, flat, prepared.y, list(spec.measures), prepared.target.dtype)
+    found = analyse(plan, computed, methods, flat, prepared.y, list(spec.measures), prepared.target.dtype,
+                    prepared.layout.groups, prepared.layout.held)
     timings = {**prepared.timings, "derivatives": computed.seconds}
     timings.update({name: m.run.seconds for name, m in methods.items() if m.status == "ok"})
     timings["measures"] = time.perf_counter() - t0
+    if effects:
+        timings["discrete"] = sum(e.seconds for e in effects)
     notes = [plan.describe()] if plan.arrays != "memory" else []
     loaded = prepared.loaded
     return RunResult(
@@ -184,6 +193,10 @@ def compute(
         spec_text=spec.text,
         point_stats=found.point_stats,
         leading_measure=found.leading,
+        layout=prepared.layout,
+        groups=found.groups,
+        categories=found.categories,
+        discrete=effects,
         custom_gradients=[] if prepared.target.eager else prepared.target.custom_gradients,
     )
 

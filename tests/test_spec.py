@@ -77,7 +77,7 @@ def test_every_problem_reported_at_once_with_lines(write_spec):
          "line 9: methods.finite_difference.step: expected \"auto\" or a positive number, got -1"),
         (("names: [a, b]", "names: a"), 'line 4: inputs.names: expected array, got "a"'),
         (("values: [[1, 2]]", "values: [[1, 2]]\n    csv: x.csv"),
-         "line 5: inputs.points: give exactly one of values, csv, npy, sample (got values, csv)"),
+         "line 5: inputs.points: give exactly one of values, csv, npy, npz, sample (got values, csv)"),
         (("callable: f.py:poly", "callable: f.py"),
          'line 2: model.callable: expected "FILE.py:NAME" or "package.module:NAME", got "f.py"'),
         (("callable: f.py:poly", "callable: g.py:poly"), "model.callable: file not found"),

@@ -10,6 +10,8 @@ import numpy as np
 
 from . import measures as M
 from .agreement import Agreement
+from .categories import CategorySplit, category_splits
+from .groups import GroupMeasures, group_measures
 from .pointstats import PointStats, leading_measure, point_stats, rankable_measures
 
 
@@ -25,12 +27,15 @@ class Analysis:
     nonfinite: dict[str, dict]
     point_stats: PointStats | None
     warnings: list[str] = field(default_factory=list)
+    groups: GroupMeasures | None = None
+    categories: list[CategorySplit] = field(default_factory=list)
 
 
 def analyse(plan, computed, methods: dict, points: np.ndarray, outputs: np.ndarray, shown: list[str],
-            ad_dtype: str) -> Analysis:
+            ad_dtype: str, groups: dict[str, tuple[int, ...]] | None = None, held=()) -> Analysis:
     """``plan``, ``computed`` and the ``methods``' results from the compute stage;
-    ``points`` ``[P, n]``, ``outputs`` ``[P, m]``."""
+    ``points`` ``[P, n]``, ``outputs`` ``[P, m]``; ``groups`` the feature groups' columns;
+    ``held`` the held inputs (their measures are split by category)."""
     partial = computed.partial
     source = next((k for k in ("jacobian", "finite_difference", "rows") if k in methods and methods[k].status == "ok"),
                   None)
@@ -56,9 +61,12 @@ def analyse(plan, computed, methods: dict, points: np.ndarray, outputs: np.ndarr
         if m.status == "ok":
             nonfinite[name] = partial.methods[name].nonfinite.summary()
     lead = leading_measure(shown, values, overall)
-    stats = None
+    stats, splits = None, []
     if source:
         deriv = methods[source].values
-        stats = point_stats(deriv, points, np.asarray(outputs, dtype=np.float64)[:, m_outputs], values,
-                            rankable_measures(shown, values, overall), lead)
-    return Analysis(source, m_outputs, values, overall, lead, dead, agreement, nonfinite, stats, warnings)
+        rows_y = np.asarray(outputs, dtype=np.float64)[:, m_outputs]
+        stats = point_stats(deriv, points, rows_y, values, rankable_measures(shown, values, overall), lead)
+        if deriv is not None and held:
+            splits = category_splits(deriv, points, rows_y, held, plan.spread)
+    return Analysis(source, m_outputs, values, overall, lead, dead, agreement, nonfinite, stats, warnings,
+                    group_measures(values, overall, groups or {}), splits)

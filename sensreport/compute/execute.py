@@ -44,7 +44,7 @@ def plan_methods(spec: Spec, prepared: Prepared, budget: int) -> Plan:
     if spec.fd_scheme:
         planned.append(MethodPlan("finite_difference", tuple(range(target.m)), 8, kept=2, scheme=spec.fd_scheme,
                                   step=spec.fd_step))
-    flat = prepared.x.reshape(len(prepared.x), -1)
+    flat = prepared.flat
     fd_check = spec.checks.get("fd_vs_ad") or {}
     return make_plan(planned, flat, prepared.y, budget=budget, arrays=spec.arrays, ad_dtype=target.dtype,
                      max_z=fd_check.get("max_z", MAX_Z), max_rel_error=fd_check.get("max_rel_error"),
@@ -64,7 +64,7 @@ def execute(spec: Spec, prepared: Prepared, plan: Plan, *, array_dir: Path | Non
 
             partial, facts = sweep_ray(spec.model, prepared.points.point_shape, spec.xla, plan, x, y,
                                        RayConfig(**spec.ray), sink=store, keep_preview=PREVIEW_POINTS,
-                                       progress=bar, on_result=on_chunk)
+                                       progress=bar, on_result=on_chunk, binding=prepared.binding)
         else:
             partial = sweep(prepared.target, plan, x, y, sink=store, progress=bar)
     store.flush()

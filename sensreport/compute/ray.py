@@ -90,7 +90,7 @@ class Worker:
     """One Ray actor: loads the model once, then computes chunks on request."""
 
     def __init__(self, spec: ModelSpec, payload_refs: list, name: str, point_shape: tuple[int, ...], jit: bool,
-                 threads: int):
+                 threads: int, binding=None):
         import ray
 
         from .. import engine
@@ -106,7 +106,7 @@ class Worker:
             tf.config.threading.set_inter_op_parallelism_threads(threads)
         self._dir = tempfile.mkdtemp(prefix="sensreport-worker-")
         local = _unpack(spec, payload, name, Path(self._dir))
-        self.target = load_model(local, point_shape, jit_compile=jit).target
+        self.target = load_model(local, point_shape, jit_compile=jit, binding=binding).target
         self.load_seconds = time.perf_counter() - t0
 
     def pid(self) -> int:
@@ -138,13 +138,15 @@ def sweep_ray(
     keep_preview: int = 0,
     progress: Callable[[int], None] | None = None,
     on_result: Callable[[int, list[int]], None] | None = None,
+    binding=None,
 ):
     """Run the plan's chunks on Ray workers; return (merged Partial, facts about the run).
 
     ``sink`` receives raw values as chunks arrive (only shipped back when the plan keeps
     arrays, or for the first ``keep_preview`` points). ``on_result(done, pids)`` is
     called after each finished chunk with the first workers' process ids (a seam for
-    tests that kill workers).
+    tests that kill workers). ``binding`` maps the points onto a model's named tensors
+    (:class:`~sensreport.inputs.tensors.Binding`), as on the driver.
     """
     ray = require_ray()
     facts: dict[str, Any] = {"engine": "ray"}
@@ -170,7 +172,7 @@ def sweep_ray(
         remote = ray.remote(num_cpus=cfg.cpus_per_worker, num_gpus=cfg.gpus_per_worker or None)(Worker)
 
         def new_actor():
-            return remote.remote(model, [payload_ref], name, tuple(point_shape), jit, threads)
+            return remote.remote(model, [payload_ref], name, tuple(point_shape or ()), jit, threads, binding)
 
         actors = [new_actor() for _ in range(cfg.workers)]
         t1 = time.perf_counter()

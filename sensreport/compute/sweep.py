@@ -120,7 +120,7 @@ def run_chunk(
             part.run.fail(f"{type(exc).__name__}: {engine.first_line(exc)}{where}")
             continue
         part.run = d.run
-        part.measures.update(d.values, x.reshape(len(x), -1), y[:, list(mp.outputs)])
+        part.measures.update(d.values, target.differentiated(x), y[:, list(mp.outputs)])
         part.nonfinite.update(d.values, offset)
         values[mp.name] = d.values
         if d.estimate is not None:

@@ -58,6 +58,11 @@ def _tile(x, count, n):
     return tf.reshape(tf.tile(x[None], [count, 1, 1]), [-1, n])
 
 
+def _derivatives(t, jac):
+    # held columns (Target.fixed) have no derivative: dropped from [..., width]
+    return jac[..., : t.n] if t.fixed else jac
+
+
 def evaluate(t, x):
     return t.flat_call(x)
 
@@ -65,10 +70,10 @@ def evaluate(t, x):
 def forward_tiled(t, x, cols):
     # the batch tiled once per tangent: one model call on c * B rows
     tf = tensorflow()
-    n = t.n
+    n = t.width
     batch, c = tf.shape(x)[0], tf.shape(cols)[0]
     xt = _tile(x, c, n)
-    tangents = tf.one_hot(cols, n, dtype=x.dtype)  # [c, n]
+    tangents = tf.one_hot(cols, n, dtype=x.dtype)  # [c, width]
     tangents = tf.reshape(tf.broadcast_to(tangents[:, None, :], [c, batch, n]), [-1, n])
     with tf.autodiff.ForwardAccumulator(xt, tangents) as acc:
         y = t.flat_call(xt)
@@ -94,18 +99,18 @@ def _forward_pfor_tangents(t, x, tangents):
 
 
 def forward_pfor(t, x, cols):
-    return _forward_pfor_tangents(t, x, tensorflow().one_hot(cols, t.n, dtype=x.dtype))
+    return _forward_pfor_tangents(t, x, tensorflow().one_hot(cols, t.width, dtype=x.dtype))
 
 
 def forward_pfor_full(t, x):
     # all inputs: the identity as a constant, which XLA can fold into the first layer
-    return _forward_pfor_tangents(t, x, tensorflow().eye(t.n, dtype=x.dtype))
+    return _forward_pfor_tangents(t, x, tensorflow().eye(t.n, t.width, dtype=x.dtype))
 
 
 def reverse_tiled(t, x, outs):
     # the batch tiled once per cotangent: one model call on c * B rows
     tf = tensorflow()
-    n = t.n
+    n = t.width
     batch, c = tf.shape(x)[0], tf.shape(outs)[0]
     xt = _tile(x, c, n)
     with tf.GradientTape() as tape:
@@ -116,7 +121,7 @@ def reverse_tiled(t, x, outs):
     grad = tape.gradient(y, xt, output_gradients=cot)
     if grad is None:
         raise _unconnected()
-    return tf.transpose(tf.reshape(grad, [c, batch, n]), [1, 0, 2])  # [B, c, n]
+    return _derivatives(t, tf.transpose(tf.reshape(grad, [c, batch, n]), [1, 0, 2]))  # [B, c, n]
 
 
 def reverse_pfor(t, x, outs):
@@ -128,7 +133,7 @@ def reverse_pfor(t, x, outs):
     jac = tape.batch_jacobian(y, x)
     if jac is None:
         raise _unconnected()
-    return jac  # [B, c, n]
+    return _derivatives(t, jac)  # [B, c, n]
 
 
 def reverse_pfor_full(t, x):
@@ -140,16 +145,16 @@ def reverse_pfor_full(t, x):
     jac = tape.batch_jacobian(y, x)
     if jac is None:
         raise _unconnected()
-    return jac  # [B, m, n]
+    return _derivatives(t, jac)  # [B, m, n]
 
 
 def _fd(t, x, steps, scale, cols, central: bool):
     # every point's perturbed copies (x +- h and x +- 2h per column, and x itself) in one
     # model call; the estimates in float64 ([5, B, m, c], the channels of fdiff.CHANNELS)
     tf = tensorflow()
-    n = t.n
+    n = t.width  # held columns (Target.fixed) are never perturbed: cols < t.n
     batch, c = tf.shape(x)[0], tf.shape(cols)[0]
-    eye = tf.one_hot(cols, n, dtype=x.dtype)[None]  # [1, c, n]
+    eye = tf.one_hot(cols, n, dtype=x.dtype)[None]  # [1, c, width]
     s = tf.gather(steps, cols, axis=2)  # [B, 4, c]: applied +h, -h, +2h, -2h (exact in x's dtype)
     sx = tf.cast(s, x.dtype)
     signs = (1.0, -1.0, 1.0, -1.0) if central else (1.0, 1.0)

@@ -181,7 +181,7 @@ def jacobian(
         Called with the number of points finished after each chunk.
     """
     tf = tensorflow()
-    x = np.asarray(points, dtype=target.dtype).reshape(len(points), target.n)
+    x = np.asarray(points, dtype=target.dtype).reshape(len(points), target.width)
     if target.output_shape is None:
         target.evaluate(x[:1])
     n, m, p = target.n, target.m, len(x)
@@ -259,7 +259,7 @@ def rows(
     JVP gives every output's column at once) and the selected outputs are kept.
     """
     tf = tensorflow()
-    x = np.asarray(points, dtype=target.dtype).reshape(len(points), target.n)
+    x = np.asarray(points, dtype=target.dtype).reshape(len(points), target.width)
     if target.output_shape is None:
         target.evaluate(x[:1])
     n, p, k = target.n, len(x), len(outputs)
@@ -358,7 +358,7 @@ def finite_difference(
     """
     if scheme not in ("central", "forward"):
         raise ValueError(f"scheme must be 'central' or 'forward', got {scheme!r}")
-    x64 = np.asarray(points, dtype=np.float64).reshape(len(points), target.n)
+    x64 = np.asarray(points, dtype=np.float64).reshape(len(points), target.width)
     dtype = fd_dtype(target)
     n, p = target.n, len(x64)
     if target.output_shape is None:
@@ -369,9 +369,9 @@ def finite_difference(
     if isinstance(step, np.ndarray):
         h = np.asarray(step, dtype=np.float64).reshape(p, n)  # the caller's steps (computed once per run)
     else:
-        h = fd_step(x64, scheme, dtype, step, spread=spread)
+        h = fd_step(x64[:, :n], scheme, dtype, step, spread=spread)
     x = x64.astype(dtype)
-    steps = applied_steps(x, h, scheme)  # [P, 4, n]: +h, -h, +2h, -2h as applied in the model's dtype
+    steps = applied_steps(x[:, :n], h, scheme)  # [P, 4, n]: +h, -h, +2h, -2h as applied in the model's dtype
     copies = 4 if scheme == "central" else 2
     per_call, basis = plan_chunks(copies * n + 1, target.row_bytes(dtype), p, budget)
     cols_per_call = max(1, basis // copies)
@@ -396,12 +396,13 @@ def finite_difference(
             return as_numpy(fd_kernel(tf.constant(x[sl]), tf.constant(steps[sl]), tf.constant(scale),
                                       tf.constant(cols, tf.int32)))
         xs, c = x[sl], len(cols)
-        eye = np.zeros((c, n), dtype=dtype)
+        width = target.width  # held columns (Target.fixed) are never perturbed
+        eye = np.zeros((c, width), dtype=dtype)
         eye[np.arange(c), cols] = 1
         s = steps[sl][:, :, cols]  # [b, 4, c]
         picks = ((0, 1.0), (1, -1.0), (2, 1.0), (3, -1.0)) if central else ((0, 1.0), (2, 1.0))
         shifted = [xs[:, None, :] + sign * eye[None] * s[:, k, :, None].astype(dtype) for k, sign in picks]
-        y = target.call(evaluate, np.concatenate([np.concatenate(shifted, axis=1).reshape(-1, n), xs], axis=0))
+        y = target.call(evaluate, np.concatenate([np.concatenate(shifted, axis=1).reshape(-1, width), xs], axis=0))
         y = y.astype(np.float64)
         yc = y[: len(xs) * len(picks) * c].reshape(len(xs), len(picks), c, m)
         y0 = y[len(xs) * len(picks) * c :][:, None, :]

@@ -38,6 +38,13 @@ class Target:
         timing of both on the first chunk finds XLA faster (see
         :func:`~sensreport.engine.xla.autotune_xla`). A kernel XLA cannot compile runs
         without it.
+    fixed : int
+        Columns appended to every point that are held, not differentiated (``batched``
+        functions only): ``fn`` is then called as ``fn(x, held)`` with ``held`` of shape
+        ``[B, fixed]`` (a model's categorical inputs, coded as numbers by the caller).
+        Points given to the engine have ``width = n + fixed`` columns; derivatives have
+        ``n`` (finite differences never perturb a held column, and the automatic
+        kernels drop the held columns' zero derivatives).
     """
 
     def __init__(
@@ -50,10 +57,15 @@ class Target:
         activation_size: int | None = None,
         name: str = "model",
         jit_compile: bool | str = "auto",
+        fixed: int = 0,
     ):
+        if fixed and not batched:
+            raise ValueError("held (fixed) columns need a batched function")
         self.fn = fn
         self.input_shape = tuple(int(s) for s in input_shape)
         self.n = int(np.prod(self.input_shape, dtype=np.int64)) if self.input_shape else 1
+        self.fixed = int(fixed)
+        self.width = self.n + self.fixed  # columns of a point as the engine takes it
         self.batched = batched
         self.dtype = str(dtype)
         self.name = name
@@ -110,11 +122,16 @@ class Target:
 
     # ------------------------------------------------------------ model calls
     def flat_call(self, xf):
-        """[B, n] -> [B, m] inside TensorFlow, in the dtype of ``xf``."""
+        """[B, width] -> [B, m] inside TensorFlow, in the dtype of ``xf``."""
         tf = tensorflow()
         batch = tf.shape(xf)[0]
+        held = tf.stop_gradient(xf[:, self.n:]) if self.fixed else None
+        if self.fixed:
+            xf = xf[:, : self.n]
         x = tf.reshape(xf, tf.concat([[batch], tf.constant(self.input_shape, tf.int32)], 0))
-        if self.batched:
+        if self.fixed:
+            y = self.fn(x, held)
+        elif self.batched:
             y = self.fn(x)
         elif self._vectorize == "pfor":
             y = tf.vectorized_map(self.fn, x, fallback_to_while_loop=False)
@@ -148,7 +165,7 @@ class Target:
         tdtype = tf.as_dtype(dtype)
         kinds = {INDEX: tf.TensorSpec([None], tf.int32), FLOAT64: tf.TensorSpec([None, self.n], tf.float64),
                  STEPS: tf.TensorSpec([None, 4, self.n], tf.float64), SCALE: tf.TensorSpec([None], tf.float64)}
-        sig = [kinds.get(a, tf.TensorSpec([None, self.n], tdtype)) for a in spec.args]
+        sig = [kinds.get(a, tf.TensorSpec([None, self.width], tdtype)) for a in spec.args]
         if spec.vectorized or spec.traced_model:
             self.kernel("evaluate", dtype)  # settles vectorization / eager mode of the model first
             if self._eager:
@@ -241,9 +258,9 @@ class Target:
         return as_numpy(kernel(tensorflow().constant(batch)))
 
     def evaluate(self, points: np.ndarray, dtype: str | None = None, memory_budget: int | None = None) -> np.ndarray:
-        """Outputs ``[P, m]`` at flat points ``[P, n]``, in calls that fit ``memory_budget``."""
+        """Outputs ``[P, m]`` at flat points ``[P, width]``, in calls that fit ``memory_budget``."""
         dtype = dtype or self.dtype
-        x = np.asarray(points).reshape(len(points), self.n)  # converted chunk by chunk below
+        x = np.asarray(points).reshape(len(points), self.width)  # converted chunk by chunk below
         fn = self.kernel("evaluate", dtype)
         chunk_rows = MAX_ROWS_PER_CALL
         if self.output_shape is not None or memory_budget is not None:
@@ -265,6 +282,11 @@ class Target:
         """Outputs of a black-box function, called eagerly point by point (or per batch)."""
         tf = tensorflow()
         chunk = np.asarray(chunk)
+        if self.fixed:
+            flat = chunk.reshape(len(chunk), self.width)
+            y = np.asarray(self.fn(tf.constant(flat[:, : self.n].reshape((len(chunk),) + self.input_shape)),
+                                   tf.constant(flat[:, self.n:])))
+            return y.reshape(len(chunk), -1).astype(chunk.dtype)
         x = chunk.reshape((len(chunk),) + self.input_shape)
         if self.batched:
             y = np.asarray(self.fn(tf.constant(x)))
@@ -275,7 +297,7 @@ class Target:
     def native_dtype(self, dtype: str) -> str:
         """The dtype the model really computes in when given inputs of ``dtype``."""
         try:
-            self.evaluate(np.zeros((1, self.n)), dtype=dtype)
+            self.evaluate(np.zeros((1, self.width)), dtype=dtype)
         except Exception:  # noqa: BLE001 - a function that refuses this dtype
             return self.dtype
         native = self._native_output_dtype.get(str(dtype))
@@ -287,7 +309,12 @@ class Target:
         item = np.dtype(dtype or self.dtype).itemsize
         act = self.activation_size if self.activation_size is not None else 4 * (self.n + self.m)
         # inputs, tangents/cotangents, outputs, and activations kept for the backward pass
-        return int(item * (3 * self.n + 3 * self.m + 3 * act))
+        return int(item * (3 * self.width + 3 * self.m + 3 * act))
+
+    def differentiated(self, points: np.ndarray) -> np.ndarray:
+        """The differentiated columns ``[P, n]`` of points as the engine takes them."""
+        flat = np.asarray(points).reshape(len(points), self.width)
+        return flat[:, : self.n] if self.fixed else flat
 
 
 def as_target(fn, point_shape, *, batched: bool = False, dtype: str = "float64", jit_compile: bool | str = "auto") -> Target:

@@ -12,6 +12,7 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from ..engine import Target, first_line, tensorflow
 from ..errors import InputError
 from ..spec import ModelSpec
 from ..spec.objects import is_keras_model
+from .tensors import Binding, Signature, TensorInfo
 
 
 @dataclass
@@ -30,6 +32,32 @@ class LoadedModel:
     source: str
     sha256: str | None
     summary: str
+    #: the model's named tensors (Keras and SavedModel models); None for a callable
+    signature: Signature | None = None
+
+
+@dataclass
+class OpenedModel:
+    """A model read from its file, before it is bound to points: its tensors and how
+    to call it (``call`` maps a dict of input tensors by name to a dict of outputs)."""
+
+    kind: str
+    source: str
+    sha256: str | None
+    summary: str
+    signature: Signature
+    call: Callable[[dict], dict]
+    name: str
+    dtype: str
+    activation_size: int | None = None
+    #: the model as a function of its one input tensor, when it has one input and one output
+    single: Callable | None = None
+
+    @property
+    def simple(self) -> bool:
+        """One float input and one output: differentiated as a function of that tensor."""
+        sig = self.signature
+        return self.single is not None and len(sig.inputs) == 1 and len(sig.outputs) == 1 and sig.inputs[0].is_float
 
 
 def file_sha256(path: Path) -> str:
@@ -44,15 +72,39 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def open_model(spec: ModelSpec) -> OpenedModel | None:
+    """Read a Keras or SavedModel model and its tensors; None for a callable (whose input
+    shape only the points tell)."""
+    if spec.kind == "callable":
+        return None
+    return _open_keras(spec) if spec.kind == "keras" else _open_saved_model(spec)
+
+
 def load_model(spec: ModelSpec, point_shape: tuple[int, ...] | None = None, *,
-               jit_compile: bool | str = False) -> LoadedModel:
+               jit_compile: bool | str = False, binding: Binding | None = None,
+               opened: OpenedModel | None = None) -> LoadedModel:
     """Load ``spec``'s model. ``point_shape`` (from the points) is needed for callables;
-    ``jit_compile`` is the target's XLA setting (``execution.xla``)."""
-    loader = {"keras": _load_keras, "saved_model": _load_saved_model, "callable": _load_callable}[spec.kind]
-    return loader(spec, point_shape, jit_compile)
+    ``jit_compile`` is the target's XLA setting (``execution.xla``); ``binding`` says how
+    points map onto a model with several tensors (or held inputs); ``opened`` is the
+    model already read by :func:`open_model`."""
+    if spec.kind == "callable":
+        return _load_callable(spec, point_shape, jit_compile)
+    opened = opened or open_model(spec)
+    if binding is None:
+        if not opened.simple:
+            raise ValueError("a model with several tensors or held inputs needs its binding")  # prepare gives it
+        info = opened.signature.inputs[0]
+        target = Target(opened.single, info.shape, batched=True, dtype=opened.dtype,
+                        activation_size=opened.activation_size, name=opened.name, jit_compile=jit_compile)
+    else:
+        dtype = opened.dtype if len({t.dtype for t in binding.varied}) == 1 else "float32"
+        target = Target(binding.function(opened.call), binding.input_shape, batched=True, dtype=dtype,
+                        activation_size=opened.activation_size, name=opened.name, jit_compile=jit_compile,
+                        fixed=len(binding.held))
+    return LoadedModel(target, opened.kind, opened.source, opened.sha256, opened.summary, opened.signature)
 
 
-def _load_keras(spec: ModelSpec, point_shape, jit_compile) -> LoadedModel:
+def _open_keras(spec: ModelSpec) -> OpenedModel:
     tensorflow()
     import keras
 
@@ -65,21 +117,11 @@ def _load_keras(spec: ModelSpec, point_shape, jit_compile) -> LoadedModel:
         model = model if model is not None else keras.saving.load_model(path, compile=False)
     except Exception as exc:  # noqa: BLE001 - any loader failure is the file's problem
         raise InputError("model.keras", f"cannot load {path.name} as a Keras model: {first_line(exc)}") from None
-    if len(model.inputs) != 1:
-        raise InputError(
-            "model.keras",
-            f"the model has {len(model.inputs)} inputs; sensreport differentiates models with one "
-            "input tensor (concatenate the inputs in a wrapper model).",
-        )
-    if len(model.outputs) != 1:
-        raise InputError(
-            "model.keras",
-            f"the model has {len(model.outputs)} outputs; sensreport needs one output tensor "
-            "(concatenate them in a wrapper model).",
-        )
-    shape = tuple(model.inputs[0].shape[1:])
-    if any(s is None for s in shape):
-        raise InputError("model.keras", f"the model's input shape {shape} has unknown dimensions besides the batch")
+    signature, call = keras_signature(model)
+    for t in signature.inputs:
+        if any(s is None for s in t.shape):
+            raise InputError("model.keras", f"the model's input '{t.name}' has shape {list(t.shape)}, with unknown "
+                                            "dimensions besides the batch")
     act = 0
     for layer in model.layers:
         try:
@@ -88,13 +130,65 @@ def _load_keras(spec: ModelSpec, point_shape, jit_compile) -> LoadedModel:
             pass
     dtype = str(getattr(model, "compute_dtype", None) or "float32")
     dtype = dtype if dtype in ("float32", "float64") else "float32"
-    target = Target(model, shape, batched=True, dtype=dtype, activation_size=act or None, name=model.name,
-                    jit_compile=jit_compile)
     params = model.count_params()
-    summary = f"Keras model '{model.name}': {len(model.layers)} layers, {params:,} parameters, input {list(shape)}"
+    shown = ", ".join(f"{t.name} {list(t.shape)}" for t in signature.inputs)
+    summary = (f"Keras model '{model.name}': {len(model.layers)} layers, {params:,} parameters, "
+               + (f"input {list(signature.inputs[0].shape)}" if len(signature.inputs) == 1 else f"inputs {shown}"))
+    if len(signature.outputs) > 1:
+        summary += ", outputs " + ", ".join(f"{t.name} {list(t.shape)}" for t in signature.outputs)
+    single = model if len(model.inputs) == 1 and len(model.outputs) == 1 else None
     if spec.obj is not None:
-        return LoadedModel(target, "keras", spec.target, weights_sha256(model), summary + " (in memory)")
-    return LoadedModel(target, "keras", str(path), file_sha256(path), summary)
+        return OpenedModel("keras", spec.target, weights_sha256(model), summary + " (in memory)", signature, call,
+                           model.name, dtype, act or None, single)
+    return OpenedModel("keras", str(path), file_sha256(path), summary, signature, call, model.name, dtype, act or None,
+                       single)
+
+
+def keras_signature(model) -> tuple[Signature, Callable[[dict], dict]]:
+    """A functional Keras model's named inputs and outputs, and a call by name.
+
+    Inputs are named by their ``keras.Input`` names (or the keys of a dict of inputs);
+    outputs by the keys of a dict of outputs, else by their layers' names.
+    """
+    struct, out_struct = _structure(model, "input"), _structure(model, "output")
+    if isinstance(struct, dict):
+        in_pairs = list(struct.items())
+    else:
+        in_pairs = [(t.name, t) for t in model.inputs]
+    if isinstance(out_struct, dict):
+        out_pairs = list(out_struct.items())
+    else:
+        names = list(getattr(model, "output_names", None) or [t.name for t in model.outputs])
+        out_pairs = list(zip(names, model.outputs))
+    inputs = tuple(TensorInfo(str(n), tuple(t.shape[1:]), _dtype_name(t.dtype)) for n, t in in_pairs)
+    outputs = tuple(TensorInfo(str(n), tuple(int(d) if d is not None else -1 for d in t.shape[1:]),
+                               _dtype_name(t.dtype)) for n, t in out_pairs)
+    out_names = [t.name for t in outputs]
+    dict_out = isinstance(out_struct, dict)
+
+    def call(feeds: dict) -> dict:
+        y = model(feeds if len(inputs) > 1 else feeds[inputs[0].name])
+        if dict_out:
+            return y
+        if len(out_names) == 1 and not isinstance(y, (list, tuple)):
+            return {out_names[0]: y}
+        return dict(zip(out_names, y))
+
+    return Signature(inputs, outputs), call
+
+
+def _structure(model, which: str):
+    """``model.input`` / ``model.output`` (a dict for dict inputs/outputs); None where Keras
+    cannot tell it (a Sequential model built without an Input), whose ``inputs`` still work."""
+    try:
+        return getattr(model, which)
+    except (AttributeError, ValueError):
+        return None
+
+
+def _dtype_name(dtype) -> str:
+    name = getattr(dtype, "name", None) or str(dtype)
+    return name.replace("tf.", "")
 
 
 def _keras_object(model):
@@ -137,7 +231,7 @@ def _not_a_model_file(path: Path) -> str | None:
     return None
 
 
-def _load_saved_model(spec: ModelSpec, point_shape, jit_compile) -> LoadedModel:
+def _open_saved_model(spec: ModelSpec) -> OpenedModel:
     tf = tensorflow()
     path = Path(spec.target)
     try:
@@ -152,33 +246,41 @@ def _load_saved_model(spec: ModelSpec, point_shape, jit_compile) -> LoadedModel:
         raise InputError("model.signature", f"no signature '{name}'; the SavedModel has: {', '.join(sorted(sigs))}")
     fn = sigs[name]
     in_specs = fn.structured_input_signature[1]
-    out_keys = sorted(fn.structured_outputs)
-    in_key = _choose(spec.input_key, sorted(in_specs), "model.input_key", "input")
-    out_key = _choose(spec.output_key, out_keys, "model.output_key", "output")
-    if len(in_specs) != 1:
-        raise InputError("model.input_key", f"signature '{name}' takes {len(in_specs)} inputs; sensreport needs one")
-    tspec = in_specs[in_key]
-    shape = tuple(tspec.shape[1:])
-    if any(s is None for s in shape):
-        raise InputError("model.saved_model", f"input '{in_key}' has unknown dimensions {shape} besides the batch")
-    dtype = tspec.dtype.name if tspec.dtype.name in ("float32", "float64") else "float32"
+    out_specs = fn.structured_outputs
+    _check_key(spec.input_key, sorted(in_specs), "model.input_key", "input")
+    _check_key(spec.output_key, sorted(out_specs), "model.output_key", "output")
+    out_keys = [spec.output_key] if spec.output_key else sorted(out_specs)
+    inputs = tuple(TensorInfo(k, tuple(in_specs[k].shape[1:]), in_specs[k].dtype.name) for k in sorted(in_specs))
+    outputs = tuple(TensorInfo(k, tuple(int(d) if d is not None else -1 for d in out_specs[k].shape[1:]),
+                               out_specs[k].dtype.name) for k in out_keys)
+    for t in inputs:
+        if any(s is None for s in t.shape):
+            raise InputError("model.saved_model", f"input '{t.name}' has unknown dimensions {list(t.shape)} besides "
+                                                  "the batch")
+    varied_dtypes = [t.dtype for t in inputs if t.dtype in ("float32", "float64")]
+    dtype = varied_dtypes[0] if varied_dtypes else "float32"
 
-    def call(x):
-        return fn(**{in_key: tf.cast(x, tspec.dtype)})[out_key]
+    def call(feeds: dict) -> dict:
+        out = fn(**{k: tf.cast(v, in_specs[k].dtype) for k, v in feeds.items()})
+        return {k: out[k] for k in out_keys}
 
-    target = Target(call, shape, batched=True, dtype=dtype, name=path.name, jit_compile=jit_compile)
-    summary = f"SavedModel {path.name}, signature '{name}', input '{in_key}' {list(shape)}, output '{out_key}'"
-    return LoadedModel(target, "saved_model", str(path), file_sha256(path), summary)
+    single = None
+    if len(inputs) == 1 and len(outputs) == 1:
+        in_key, out_key, in_dtype = inputs[0].name, outputs[0].name, in_specs[inputs[0].name].dtype
+
+        def single(x):
+            return fn(**{in_key: tf.cast(x, in_dtype)})[out_key]
+
+    shown = ", ".join(f"'{t.name}' {list(t.shape)}" for t in inputs)
+    summary = (f"SavedModel {path.name}, signature '{name}', input{'s' if len(inputs) > 1 else ''} {shown}, "
+               f"output{'s' if len(outputs) > 1 else ''} {', '.join(repr(k) for k in out_keys)}")
+    return OpenedModel("saved_model", str(path), file_sha256(path), summary, Signature(inputs, outputs), call,
+                       path.name, dtype, None, single)
 
 
-def _choose(given: str | None, keys: list[str], key: str, what: str) -> str:
-    if given is not None:
-        if given not in keys:
-            raise InputError(key, f"no {what} '{given}'; the signature has: {', '.join(keys)}")
-        return given
-    if len(keys) != 1:
-        raise InputError(key, f"the signature has several {what}s ({', '.join(keys)}); name one with {key}")
-    return keys[0]
+def _check_key(given: str | None, keys: list[str], key: str, what: str) -> None:
+    if given is not None and given not in keys:
+        raise InputError(key, f"no {what} '{given}'; the signature has: {', '.join(keys)}")
 
 
 def load_callable(ref: str):

@@ -1,8 +1,13 @@
-"""Input points: inline values, CSV, .npy or a seeded sample, as one float64 array."""
+"""Input points: inline values, CSV, .npy, .npz or a seeded sample.
+
+For a model with one input tensor the points are one float64 array; for a model with
+several (named) inputs they stay as read, by column or by input name, until
+:func:`~sensreport.inputs.tensors.bind_points` matches them to the model."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 from dataclasses import dataclass
 
@@ -17,17 +22,44 @@ from ..spec.objects import is_array, is_frame
 @dataclass
 class Points:
     """Points ``[P, *point_shape]`` (float64, or float32 from a float32 .npy file) and the
-    input names a file gave, if any."""
+    input names a file gave, if any.
 
-    values: np.ndarray
+    A CSV also keeps its ``columns`` by header name (numbers as float64, text as str);
+    ``values`` is then None when a column holds text. An npz file or a list of mappings
+    gives ``arrays`` by model input name instead (``values`` None).
+    """
+
+    values: np.ndarray | None
     names: list[str] | None
     source: str  # spec key the points came from
     seed: int | None = None
     lines: list[int] | None = None  # a file's line of each point (CSV)
+    columns: dict[str, np.ndarray] | None = None
+    arrays: dict[str, np.ndarray] | None = None
+    #: why ``values`` is None for a CSV: the first cell that is not a number
+    not_a_number: str | None = None
+    #: sha256 of the points as read: the file's bytes, or the values' canonical JSON
+    sha256: str | None = None
 
     @property
-    def point_shape(self) -> tuple[int, ...]:
-        return tuple(self.values.shape[1:])
+    def point_shape(self) -> tuple[int, ...] | None:
+        return tuple(self.values.shape[1:]) if self.values is not None else None
+
+    @property
+    def count(self) -> int:
+        if self.values is not None:
+            return len(self.values)
+        if self.arrays:
+            return len(next(iter(self.arrays.values())))
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    def numeric(self) -> np.ndarray:
+        """``values``, or the CSV's first text cell as a spec error (a model with one input
+        tensor takes numbers only)."""
+        if self.values is None:
+            raise InputError(self.source, self.not_a_number or "the points are given by input name, but the model "
+                                                               "has one input tensor: give them as numbers")
+        return self.values
 
 
 def index_names(prefix: str, shape: tuple[int, ...]) -> list[str]:
@@ -46,8 +78,12 @@ def load_points(spec: PointsSpec, names: tuple[str, ...] | None = None, *, budge
     """
     if spec.kind == "values" and (is_frame(spec.values) or is_array(spec.values)):  # given in a spec mapping
         result = _from_object(spec.values)
+    elif spec.kind == "values" and all(isinstance(v, dict) for v in spec.values):
+        result = _from_mappings(spec.values)
     elif spec.kind == "values":
         result = Points(_from_values(spec.values), None, "inputs.points.values")
+    elif spec.kind == "npz":
+        result = _from_npz(spec.path, budget)
     elif spec.kind == "csv":
         result = _from_csv(spec.path, budget)
     elif spec.kind == "npy":
@@ -58,8 +94,79 @@ def load_points(spec: PointsSpec, names: tuple[str, ...] | None = None, *, budge
         result = _sample(spec, names)
     else:  # pragma: no cover - the spec schema allows no other kind
         raise ValueError(spec.kind)
-    _check_finite(result, names)
+    if result.values is not None:
+        _check_finite(result, names)
+    if result.sha256 is None:
+        result.sha256 = _values_sha256(result)
     return result
+
+
+def _values_sha256(points: Points) -> str:
+    """sha256 of points given inline or sampled: their dtype, shape and bytes, per input."""
+    digest = hashlib.sha256()
+    arrays = {"": points.values} if points.values is not None else (points.arrays or points.columns or {})
+    for name in sorted(arrays):
+        a = np.asarray(arrays[name])
+        digest.update(f"{name}|{a.dtype.str if a.dtype.kind != 'O' else 'str'}|{a.shape}".encode())
+        digest.update(np.ascontiguousarray(a).tobytes() if a.dtype.kind != "O" else "\x1f".join(map(str, a.ravel())).encode())
+    return digest.hexdigest()
+
+
+def file_sha256(path) -> str:
+    """sha256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _from_mappings(values: list) -> Points:
+    """A list of points, each a mapping of model input name to its value."""
+    key = "inputs.points.values"
+    names = list(values[0])
+    for i, point in enumerate(values):
+        if list(point) != names and set(point) != set(names):
+            missing = [n for n in names if n not in point] or [n for n in point if n not in names]
+            raise InputError(f"{key}[{i}]", f"point {i} names {', '.join(point)}, point 0 names {', '.join(names)} "
+                                            f"(differs in {missing[0]}); every point needs the same inputs")
+    arrays = {}
+    for name in names:
+        column = [point[name] for point in values]
+        texts = [isinstance(v, str) for v in column]
+        if any(texts) and not all(texts):
+            raise InputError(key, f"input '{name}' mixes text and numbers; string values are for string inputs only")
+        try:
+            arrays[name] = np.array(column, dtype=object if all(texts) else None)
+        except ValueError:
+            raise InputError(key, f"input '{name}': every point's value needs the same shape") from None
+        if not all(texts) and arrays[name].dtype.kind not in "iufb":
+            raise InputError(key, f"input '{name}': expected numbers (or lists of numbers), got "
+                                  f"{type(column[0]).__name__} values")
+    return Points(None, None, key, arrays=arrays)
+
+
+def _from_npz(path, budget: int | None) -> Points:
+    key = "inputs.points.npz"
+    try:
+        size = path.stat().st_size
+        if budget is not None and size > budget:
+            raise InputError(key, f"{path.name} is {format_bytes(size)}, more than the whole memory budget "
+                                  f"({format_bytes(budget)}); use fewer points or raise execution.memory_budget.")
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: np.array(data[name]) for name in data.files}
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure is the file's problem
+        raise InputError(key, f"cannot read {path.name} as an .npz file: {_first_line(exc)}") from None
+    if not arrays:
+        raise InputError(key, f"{path.name} holds no arrays; it needs one array per model input, named by the input")
+    for name, a in arrays.items():
+        if a.ndim < 1 or len(a) == 0:
+            raise InputError(key, f"array '{name}' of {path.name} has no points (shape {list(a.shape)})")
+        if a.dtype.kind not in "iufbU":
+            raise InputError(key, f"array '{name}' of {path.name} holds {a.dtype}; expected numbers, booleans or text")
+    return Points(None, None, key, arrays=arrays, sha256=file_sha256(path))
 
 
 def _check_size(key: str, points: int, per_point: int, budget: int | None, itemsize: int = 8) -> None:
@@ -76,7 +183,15 @@ def _from_object(obj) -> Points:
     """A numpy array or a pandas DataFrame (whose columns name the inputs) given in a spec
     mapping, copied: the caller may change its array after the run."""
     if is_frame(obj):
-        return Points(_from_values(obj.to_numpy(copy=True)), [str(c) for c in obj.columns], "inputs.points.values")
+        names = [str(c) for c in obj.columns]
+        columns = {}
+        for name, c in zip(names, obj.columns):
+            col = obj[c].to_numpy(copy=True)
+            columns[name] = col.astype(object) if col.dtype.kind in "OUS" else col.astype(np.float64)
+        text = [n for n, col in columns.items() if col.dtype == object]
+        problem = f"column '{text[0]}' of the DataFrame holds text" if text else None
+        values = None if text else _from_values(obj.to_numpy(copy=True))
+        return Points(values, names, "inputs.points.values", columns=columns, not_a_number=problem)
     return Points(_from_values(np.array(obj, copy=True)), None, "inputs.points.values")
 
 
@@ -112,7 +227,7 @@ def _from_npy(path, budget: int | None) -> Points:
         values = np.array(pts, dtype=dtype)
     except (OSError, ValueError) as exc:
         raise InputError(key, f"cannot read {path.name} as a .npy array: {_first_line(exc)}") from None
-    return Points(values, None, key)
+    return Points(values, None, key, sha256=file_sha256(path))
 
 
 def _from_csv(path, budget: int | None = None) -> Points:
@@ -141,6 +256,8 @@ def _from_csv(path, budget: int | None = None) -> Points:
         raise InputError(key, f"{path.name} line {header_line}: the header repeats {', '.join(repr(h) for h in repeated)}; "
                               "every input needs a name of its own")
     values = np.empty((len(rows) - 1, len(header)))
+    text: dict[int, list[str]] = {}  # columns holding text (a string input's), as read
+    problem = None
     for i, (line, row) in enumerate(rows[1:]):
         if len(row) != len(header):
             raise InputError(key, f"{path.name} line {line} has {len(row)} fields, the header has {len(header)}")
@@ -150,8 +267,14 @@ def _from_csv(path, budget: int | None = None) -> Points:
                     raise ValueError(cell)  # float() reads 1_000; a CSV does not
                 values[i, j] = float(cell)
             except ValueError:
-                raise InputError(key, f"{path.name} line {line}, column '{header[j]}': '{cell}' is not a number") from None
-    return Points(values, header, key, lines=[line for line, _ in rows[1:]])
+                if j not in text:
+                    text[j] = [r[j].strip() for _, r in rows[1:] if len(r) == len(header)]
+                    if problem is None:
+                        problem = f"{path.name} line {line}, column '{header[j]}': '{cell}' is not a number"
+                values[i, j] = np.nan
+    columns = {h: (np.array(text[j], dtype=object) if j in text else values[:, j]) for j, h in enumerate(header)}
+    return Points(None if text else values, header, key, lines=[line for line, _ in rows[1:]], columns=columns,
+                  not_a_number=problem, sha256=file_sha256(path))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -12,8 +12,10 @@ from .. import engine
 from ..deadline import stage
 from ..errors import InputError
 from ..spec import Spec
-from .models import LoadedModel, load_model
+from .models import LoadedModel, load_model, open_model
 from .points import Points, index_names, load_points
+from .layout import InputLayout, describe
+from .tensors import Axes, Binding, Signature, TensorInfo, bind_points, make_axes
 
 
 @dataclass
@@ -30,10 +32,19 @@ class Prepared:
     ad_blocked: str | None  # why automatic derivatives cannot run, if they cannot
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    #: how the points map onto a model's named tensors (None: one input tensor, one output)
+    binding: Binding | None = None
+    #: every model input: differentiated or held, its names, the groups, its values as read
+    layout: InputLayout | None = None
 
     @property
     def target(self) -> engine.Target:
         return self.loaded.target
+
+    @property
+    def flat(self) -> np.ndarray:
+        """The differentiated inputs at every point, ``[P, n]`` (no held input's column)."""
+        return self.target.differentiated(self.x)
 
 
 def prepare(spec: Spec, budget: int) -> Prepared:
@@ -50,12 +61,36 @@ def prepare(spec: Spec, budget: int) -> Prepared:
     timings["import_tensorflow"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     stage("loading the model")
-    loaded = load_model(spec.model, points.point_shape, jit_compile=spec.xla)
-    target = loaded.target
+    opened = open_model(spec.model)
+    if opened is None:  # a callable takes one array of numbers
+        points.numeric()
+    binding = None
+    if opened is None and spec.axes:
+        raise InputError("inputs.axes", "named axes need a Keras or SavedModel model, whose inputs have names")
+    if opened is None or (opened.simple and not spec.fixed and not spec.axes and points.arrays is None):
+        loaded = load_model(spec.model, points.point_shape, jit_compile=spec.xla, opened=opened)
+        target = loaded.target
+        x = _fit_points(points, target.input_shape)
+        input_names = _input_names(spec, points, target.input_shape)
+        default_outputs = None
+        one = opened.signature.inputs[0] if opened else TensorInfo("x", tuple(target.input_shape), target.dtype)
+        layout = describe([(one, True)], input_names, (), {}, {}, spec.groups)
+    else:
+        if not opened.signature.named and points.arrays is None:  # one input tensor: points as today
+            one = opened.signature.inputs[0]
+            points.arrays = {one.name: _fit_points(points, one.shape)}
+        axes = _axes(spec, opened.signature)
+        bound = bind_points(points, opened.signature, spec.fixed, spec.model.input_key, axes)
+        binding = bound.binding
+        loaded = load_model(spec.model, jit_compile=spec.xla, binding=binding, opened=opened)
+        target = loaded.target
+        x = binding.engine_points(bound.varied)
+        input_names = _named_inputs(spec, points, bound.column_names, opened.signature.named or bool(axes))
+        default_outputs = binding.output_names()
+        varied = {t.name for t in binding.varied}
+        layout = describe([(t, t.name in varied) for t in opened.signature.inputs], input_names, binding.held,
+                          axes, bound.arrays, spec.groups)
     timings["load_model"] = time.perf_counter() - t0
-
-    x = _fit_points(points, target.input_shape)
-    input_names = _input_names(spec, points, target.input_shape)
     t0 = time.perf_counter()
     stage("evaluating the model at the points")
     try:
@@ -68,12 +103,13 @@ def prepare(spec: Spec, budget: int) -> Prepared:
             f"calling the model on the points (shape {[len(x), *target.input_shape]}) failed: {engine.first_line(exc)}",
         ) from None
     timings["evaluate"] = time.perf_counter() - t0
-    output_names = _output_names(spec, target)
+    output_names = _output_names(spec, target, default_outputs)
     row_idx = _row_indices(spec, output_names)
     ad_blocked, warnings = None, []
     if spec.jacobian_mode or row_idx:
         ad_blocked, warnings = _gradient_findings(target)
-    return Prepared(points, loaded, x, y, input_names, output_names, row_idx, ad_blocked, warnings, timings)
+    return Prepared(points, loaded, x, y, input_names, output_names, row_idx, ad_blocked, warnings, timings,
+                    binding, layout)
 
 
 def _gradient_findings(target: engine.Target) -> tuple[str | None, list[str]]:
@@ -101,9 +137,21 @@ def _gradient_findings(target: engine.Target) -> tuple[str | None, list[str]]:
     return blocked, warnings
 
 
+def _axes(spec: Spec, signature: Signature) -> dict[str, Axes]:
+    """``inputs.axes`` checked against the model's inputs."""
+    names = [t.name for t in signature.inputs]
+    out = {}
+    for name, given in spec.axes.items():
+        if name not in names:
+            raise InputError(f"inputs.axes.{name}", f"'{name}' is not an input of the model; it takes: "
+                                                    f"{', '.join(names)}")
+        out[name] = make_axes(f"inputs.axes.{name}", given, signature.input(name))
+    return out
+
+
 def _fit_points(points: Points, input_shape: tuple[int, ...]) -> np.ndarray:
     """Points as ``[P, *input_shape]``; flat rows of the right length are reshaped."""
-    v = points.values
+    v = points.numeric()
     if v.shape[1:] == tuple(input_shape):
         return v
     n = int(np.prod(input_shape, dtype=np.int64))
@@ -133,13 +181,30 @@ def _input_names(spec: Spec, points: Points, shape: tuple[int, ...]) -> list[str
     return index_names("x", shape)
 
 
-def _output_names(spec: Spec, target) -> list[str]:
+def _named_inputs(spec: Spec, points: Points, names: list[str], named: bool) -> list[str]:
+    """The differentiated columns' names for a model bound by its tensors: the model's
+    (``age``, ``numeric[3]``, ``series[t=3, debt_ratio]``), or ``inputs.names``; a single
+    tensor's CSV header as today (``named`` False)."""
+    if spec.input_names:
+        if len(spec.input_names) != len(names):
+            raise InputError("inputs.names", f"{len(spec.input_names)} names given but the model has {len(names)} "
+                                             f"differentiated inputs ({', '.join(names[:8])}"
+                                             f"{', ...' if len(names) > 8 else ''})")
+        return list(spec.input_names)
+    if not named and points.names and len(points.names) == len(names):
+        return list(points.names)
+    return names
+
+
+def _output_names(spec: Spec, target, default: list[str] | None = None) -> list[str]:
     if spec.model.output_names:
         if len(spec.model.output_names) != target.m:
             raise InputError(
                 "model.output_names", f"{len(spec.model.output_names)} names given but the model has {target.m} outputs"
             )
         return list(spec.model.output_names)
+    if default is not None and len(default) == target.m:
+        return list(default)
     return index_names("y", target.output_shape)
 
 

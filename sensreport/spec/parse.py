@@ -346,6 +346,16 @@ def _check_values(data: dict, base: Path, add) -> None:
     values = data["inputs"]["points"]["values"]
     if not isinstance(values, list):
         return
+    if any(isinstance(v, dict) for v in values):  # by input name: checked against the model's inputs
+        for i, point in enumerate(values):
+            if not isinstance(point, dict):
+                add(("inputs", "points", "values", i), f"expected a mapping of input name to value like point 0, "
+                                                       f"got {_show(point)}")
+                return
+            if not point:
+                add(("inputs", "points", "values", i), "expected a mapping of input name to value, got {}")
+                return
+        return
     first = None
     for i, point in enumerate(values):
         shape, where, problem = _point_shape(point, ("inputs", "points", "values", i))
@@ -391,10 +401,10 @@ def _check_model(data: dict, base: Path, add) -> None:
 def _check_inputs(data: dict, base: Path, add) -> None:
     inputs = data["inputs"]
     pts = inputs["points"]
-    kinds = [k for k in ("values", "csv", "npy", "sample") if k in pts]
+    kinds = [k for k in ("values", "csv", "npy", "npz", "sample") if k in pts]
     if len(kinds) != 1:
-        add(("inputs", "points"), "give exactly one of values, csv, npy, sample" + (f" (got {', '.join(kinds)})" if kinds else ""))
-    for key in ("csv", "npy"):
+        add(("inputs", "points"), "give exactly one of values, csv, npy, npz, sample" + (f" (got {', '.join(kinds)})" if kinds else ""))
+    for key in ("csv", "npy", "npz"):
         if key in pts and not (base / pts[key]).is_file():
             add(("inputs", "points", key), f"file not found: {base / pts[key]}")
     if "sample" in pts:
@@ -437,13 +447,22 @@ def _check_inputs(data: dict, base: Path, add) -> None:
     names = inputs.get("names")
     if names and len(set(names)) != len(names):
         add(("inputs", "names"), "names must be unique")
+    fixed = inputs.get("fixed") or []
+    if len(set(fixed)) != len(fixed):
+        add(("inputs", "fixed"), "names must be unique")
+    for group, members in (inputs.get("groups") or {}).items():
+        if len(set(members)) != len(members):
+            add(("inputs", "groups", group), "members must be unique")
 
 
 def _check_methods(data: dict, base: Path, add) -> None:
     methods = data["methods"]
     onames = data.get("model", {}).get("output_names")
-    if not methods:
+    if not any(k in methods for k in ("jacobian", "rows", "finite_difference")):
         add(("methods",), "request at least one of jacobian, rows, finite_difference")
+    found = (methods.get("discrete") or {}).get("inputs") or []
+    if len(set(found)) != len(found):
+        add(("methods", "discrete", "inputs"), "names must be unique")
     if "rows" in methods and onames:
         for i, out in enumerate(methods["rows"]["outputs"]):
             if isinstance(out, str) and out not in onames:
@@ -500,7 +519,7 @@ def _build(data: dict, text: str, base: Path, path: Path | None, lines: dict) ->
         obj=unwrap(model[kind]) if isinstance(model[kind], InMemory) else None,
     )
     pts = data["inputs"]["points"]
-    pkind = next(k for k in ("values", "csv", "npy", "sample") if k in pts)
+    pkind = next(k for k in ("values", "csv", "npy", "npz", "sample") if k in pts)
     if pkind == "sample":
         s = pts["sample"]
         dists = {k: (next(iter(v)), *map(float, next(iter(v.values())))) for k, v in s["distributions"].items()}
@@ -526,9 +545,13 @@ def _build(data: dict, text: str, base: Path, path: Path | None, lines: dict) ->
         description=data.get("description", ""),
         model=model_spec,
         input_names=tuple(names) if names else None,
+        fixed=tuple(data["inputs"].get("fixed", ())),
+        groups={g: tuple(m) for g, m in (data["inputs"].get("groups") or {}).items()},
+        axes={k: dict(v) for k, v in (data["inputs"].get("axes") or {}).items()},
         points=points,
         jacobian_mode=None if jac is False else (jac or {}).get("mode", "auto"),
         rows_outputs=tuple(methods["rows"]["outputs"]) if "rows" in methods else None,
+        discrete=tuple(methods["discrete"]["inputs"]) if "discrete" in methods else (),
         fd_scheme=None if fd is False else (fd or {}).get("scheme", "central"),
         fd_step=(fd or {}).get("step", "auto") if fd is not False else "auto",
         measures=tuple(data.get("sensitivity", {}).get("measures", MEASURES)),

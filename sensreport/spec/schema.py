@@ -70,15 +70,36 @@ SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {
                 "names": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                "fixed": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                          "description": "Model inputs held at each point's value, not differentiated (integer, "
+                                         "boolean and string inputs always are)."},
+                "groups": {"type": "object", "minProperties": 1,
+                           "description": "Group name -> input names or patterns (numeric[*]); group measures "
+                                          "sum their members'.",
+                           "additionalProperties": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
+                "axes": {"type": "object", "minProperties": 1,
+                         "description": "Sequence input name -> its named axes: time (a count or one label per "
+                                        "step) and feature (one name per feature).",
+                         "additionalProperties": {
+                             "type": "object", "additionalProperties": False, "minProperties": 1,
+                             "properties": {
+                                 "time": {"oneOf": [{"type": "integer", "minimum": 1},
+                                                    {"type": "array", "minItems": 1,
+                                                     "items": {"type": ["string", "number"]}}]},
+                                 "feature": {"type": "array", "minItems": 1, "items": {"type": "string"}}}}},
                 "points": {
                     "type": "object",
-                    "description": "Exactly one of values, csv, npy, sample.",
+                    "description": "Exactly one of values, csv, npy, npz, sample.",
                     "additionalProperties": False,
                     "properties": {
                         "values": {"type": "array", "minItems": 1,
-                                   "description": "A list of points (from Python: or a numpy array or a pandas DataFrame)."},
+                                   "description": "A list of points, or of mappings input name -> value for a model "
+                                                  "with named inputs (from Python: or a numpy array or a pandas "
+                                                  "DataFrame)."},
                         "csv": {"type": "string", "description": "CSV file; the header gives input names."},
                         "npy": {"type": "string", "description": ".npy file of shape [points, *input_shape]."},
+                        "npz": {"type": "string", "description": ".npz file with one array [points, *shape] per "
+                                                                "model input, named by the input."},
                         "sample": {
                             "type": "object",
                             "required": ["n", "distributions"],
@@ -130,6 +151,15 @@ SCHEMA: dict[str, Any] = {
                             "x-expected": '"auto" or a positive number',
                         },
                     },
+                },
+                "discrete": {
+                    "type": "object",
+                    "required": ["inputs"],
+                    "additionalProperties": False,
+                    "description": "Discrete effects: the change of every output when a held input takes each "
+                                   "other value seen in the points.",
+                    "properties": {"inputs": {"type": "array", "minItems": 1, "items": {"type": "string"},
+                                              "description": "Held inputs (categories) to vary."}},
                 },
             },
         },

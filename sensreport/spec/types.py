@@ -48,7 +48,7 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class PointsSpec:
-    kind: str  # values | csv | npy | sample
+    kind: str  # values | csv | npy | npz | sample
     values: Any = None
     path: Path | None = None
     n: int | None = None
@@ -87,5 +87,13 @@ class Spec:
     report_templates: Path | None = None  # report.templates: user templates that replace built-in ones
     #: report.mlflow: what to log the run to MLflow with ({experiment, run_name, tags}); None: not logged
     mlflow: dict[str, Any] | None = None
+    #: inputs.fixed: model inputs held at each point's value (not differentiated)
+    fixed: tuple[str, ...] = ()
+    #: inputs.groups: group name -> member input names or patterns (``numeric[*]``)
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: methods.discrete.inputs: held inputs whose other values are tried at every point
+    discrete: tuple[str, ...] = ()
+    #: inputs.axes: sequence input name -> {time: labels or a count, feature: names}
+    axes: dict[str, dict[str, Any]] = field(default_factory=dict)
     lines: dict[tuple, int] = field(default_factory=dict, repr=False, compare=False)
 
