@@ -51,7 +51,9 @@ class Context:
         self.rankable = rankable_measures(self.shown, r.measures, r.overall)
         self.primary = r.leading_measure  # decided once, by the analysis stage
         self.deriv, self.deriv_note = derivatives(r)
-        self.image = S.image_axes(r.input_shape)
+        # a sequence with named axes is drawn as time x feature maps, not as an image
+        named_axes = r.layout is not None and r.layout.axes is not None
+        self.image = None if named_axes else S.image_axes(r.input_shape)
         ps = r.point_stats
         self.spread = ps.spread if ps else {}  # measure -> [3, k, n] percentiles 25/50/75
         self.spread_overall = ps.spread_overall if ps else {}  # measure -> [3, n]

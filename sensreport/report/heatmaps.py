@@ -131,6 +131,10 @@ def point_caption(ctx: Context, p: int, i: int, shown: int, total: int) -> str:
         x = ctx.result.points[p]
         parts.append(", ".join(f"{ctx.names_in[j]} = {format_number(x[j])}" for j in range(min(6, ctx.n)))
                      + (", …" if ctx.n > 6 else ""))
+    lay = ctx.result.layout
+    if lay is not None and lay.held:  # context: the held inputs' values at this point
+        parts.append("(held: " + ", ".join(f"{h.info.name} = {h.value_at(p)}"
+                                           for h in lay.held[:4]) + (", …" if len(lay.held) > 4 else "") + ")")
     y = ctx.result.outputs[p]
     outs = ctx.outputs[:4]
     parts.append("→ " + ", ".join(f"{ctx.names_out[o]} = {format_number(y[o])}" for o in outs)

@@ -16,6 +16,8 @@ from .figures import PLOT_CONFIG
 from .format import date_text, to_json
 from .heatmaps import heatmaps_section
 from .images import images_section
+from .inputs import inputs_section
+from .sequences import sequence_section
 from .provenance import definitions, provenance_section, spec_filename
 from .rankings import rankings_section
 from .summary import summary_section
@@ -36,6 +38,8 @@ def build_report(result: RunResult) -> dict[str, Any]:
     heatmaps = heatmaps_section(ctx)
     images = images_section(ctx)
     agreement = agreement_section(ctx)
+    inputs = inputs_section(ctx)
+    sequence = sequence_section(ctx)
     figures: dict[str, Any] = {}
 
     def collect(fig):
@@ -54,6 +58,14 @@ def build_report(result: RunResult) -> dict[str, Any]:
                 collect(sec["rows"]["fig"])
     for f in agreement["figures"]:
         collect(f["fig"])
+    if sequence:
+        collect(sequence["figure"])
+        if sequence["point"]:
+            collect(sequence["point"]["fig"])
+    if inputs:
+        collect(inputs["groups"] and inputs["groups"]["figure"])
+        for part in inputs["held"] + inputs["discrete"]:
+            collect(part.get("figure"))
     downloads = {"spec": {"filename": spec_filename(r), "mime": "text/yaml", "text": r.spec_text}}
     if rankings:
         downloads["rankings"] = {"filename": rankings["csv"]["filename"], "mime": "text/csv",
@@ -99,6 +111,8 @@ def build_report(result: RunResult) -> dict[str, Any]:
         "spec_filename": downloads["spec"]["filename"],
         "no_measures_note": ctx.deriv_note if not ctx.primary else None,
         "heatmaps": heatmaps,
+        "inputs": inputs,
+        "sequence": sequence,
         "images": images,
         "agreement": agreement,
         "baseline": baseline_section(r),
