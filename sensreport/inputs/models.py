@@ -130,6 +130,8 @@ def _open_keras(spec: ModelSpec) -> OpenedModel:
             pass
     dtype = str(getattr(model, "compute_dtype", None) or "float32")
     dtype = dtype if dtype in ("float32", "float64") else "float32"
+    if {t.dtype for t in signature.outputs} == {"float64"}:  # layers built in float64 (a functional model's
+        dtype = "float64"                                     # own policy may still say float32)
     params = model.count_params()
     shown = ", ".join(f"{t.name} {list(t.shape)}" for t in signature.inputs)
     summary = (f"Keras model '{model.name}': {len(model.layers)} layers, {params:,} parameters, "
@@ -260,7 +262,9 @@ def _open_saved_model(spec: ModelSpec) -> OpenedModel:
     varied_dtypes = [t.dtype for t in inputs if t.dtype in ("float32", "float64")]
     dtype = varied_dtypes[0] if varied_dtypes else "float32"
 
-    def call(feeds: dict) -> dict:
+    # the signature's function refers to variables the loaded object owns: the closures
+    # keep it alive (else its variables are freed and tracing fails)
+    def call(feeds: dict, _owner=obj) -> dict:
         out = fn(**{k: tf.cast(v, in_specs[k].dtype) for k, v in feeds.items()})
         return {k: out[k] for k in out_keys}
 
@@ -268,7 +272,7 @@ def _open_saved_model(spec: ModelSpec) -> OpenedModel:
     if len(inputs) == 1 and len(outputs) == 1:
         in_key, out_key, in_dtype = inputs[0].name, outputs[0].name, in_specs[inputs[0].name].dtype
 
-        def single(x):
+        def single(x, _owner=obj):
             return fn(**{in_key: tf.cast(x, in_dtype)})[out_key]
 
     shown = ", ".join(f"'{t.name}' {list(t.shape)}" for t in inputs)
