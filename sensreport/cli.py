@@ -174,7 +174,7 @@ def validate(spec: str, debug: bool) -> None:
         _fail(exc, debug, parsed)
         return
     methods = [m for m, on in (("jacobian", parsed.jacobian_mode), ("rows", parsed.rows_outputs),
-                               ("finite_difference", parsed.fd_scheme)) if on]
+                               ("finite_difference", parsed.fd_scheme), ("discrete", parsed.discrete)) if on]
     click.echo(f"{spec}: valid ({parsed.model.kind} model, {parsed.points.kind} points, methods: {', '.join(methods)})")
 
 

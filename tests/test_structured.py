@@ -334,3 +334,25 @@ def test_a_wrong_gradient_behind_one_of_several_inputs_fails_the_check():
     assert bad.input_names[worst["input"]] == "a"
     good = run({**spec, "model": {"keras": model(keras.layers.Lambda(lambda x: x * x))}}, write=False)
     assert next(c for c in good.checks if c.id == "fd_vs_ad").status == "pass"
+
+
+def test_sampled_points_bind_to_named_inputs_with_distributions_by_tensor_name(tmp_path):
+    from sensreport import run
+
+    keras.utils.set_random_seed(1)
+    a, v = keras.Input(shape=(1,), name="a"), keras.Input(shape=(2,), name="v")
+    model = keras.Model([a, v], keras.layers.Dense(2, activation="tanh")(keras.layers.Concatenate()([a, v])))
+    model.save(tmp_path / "m.keras")
+    result = run({"model": {"keras": str(tmp_path / "m.keras")},
+                  "inputs": {"names": ["a", "v[0]", "v[1]"],
+                             "points": {"sample": {"n": 40, "seed": 4, "distributions": {
+                                 "a": {"uniform": [0, 1]}, "v": {"normal": [5, 0.1]}}}}},
+                  "methods": {"jacobian": {}}}, write=False)
+    assert (result.points[:, 0] >= 0).all() and (result.points[:, 0] <= 1).all()
+    assert abs(result.points[:, 1:].mean() - 5) < 0.1  # v's elements drawn from v's distribution
+    x = {"a": tf.constant(result.points[:, :1], tf.float32), "v": tf.constant(result.points[:, 1:], tf.float32)}
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x["a"]), tape.watch(x["v"])
+        y = model([x["a"], x["v"]])
+    want = np.concatenate([tape.batch_jacobian(y, x["a"]).numpy(), tape.batch_jacobian(y, x["v"]).numpy()], axis=2)
+    np.testing.assert_allclose(result.methods["jacobian"].values, want, rtol=2e-5, atol=1e-6)

@@ -293,10 +293,13 @@ def _is_number(text: str) -> bool:
 def _sample(spec: PointsSpec, names: tuple[str, ...]) -> Points:
     rng = np.random.default_rng(spec.seed)
     cols = []
-    for name in names:
-        kind, a, b = spec.distributions.get(name, spec.distributions.get("default"))
+    for name in names:  # by flattened name, else by tensor name (numeric for numeric[3]), else the default
+        dist = spec.distributions.get(name) or spec.distributions.get(name.split("[", 1)[0])
+        kind, a, b = dist or spec.distributions["default"]
         cols.append(rng.uniform(a, b, spec.n) if kind == "uniform" else rng.normal(a, b, spec.n))
-    return Points(np.stack(cols, axis=1), list(names), "inputs.points.sample", seed=spec.seed)
+    values = np.stack(cols, axis=1)
+    return Points(values, list(names), "inputs.points.sample", seed=spec.seed,
+                  columns={n: values[:, j] for j, n in enumerate(names)})
 
 
 def _check_finite(points: Points, names: tuple[str, ...] | None = None) -> None:

@@ -146,7 +146,7 @@ def _discrete(ctx: Context, e, index: int) -> dict[str, Any]:
         variants[f"y{i}"] = {"data": [{"type": "heatmap", "z": round_list(z),
                                        "x": [plotly_text(v) for v in labels], "y": [plotly_text(v) for v in labels],
                                        "colorscale": DIVERGING, "zmin": -top or -1, "zmax": top or 1,
-                                       "colorbar": {"title": {"text": f"change of {plotly_text(name)}"}},
+                                       "colorbar": {"title": {"text": "change"}},
                                        "hovertemplate": f"from %{{y}} to %{{x}}: %{{z:.4g}}<extra></extra>"}],
                              "layout": {"title": {"text": f"{plotly_text(name)}: mean change when "
                                                           f"{plotly_text(e.input)} takes another value", "x": 0,

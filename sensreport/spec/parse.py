@@ -413,12 +413,13 @@ def _check_inputs(data: dict, base: Path, add) -> None:
         if not names:
             add(("inputs", "names"), "required with inputs.points.sample (the sample needs to know the inputs)")
         else:
+            tensors = {n.split("[", 1)[0] for n in names}  # numeric covers numeric[0], numeric[1], ...
             for key in dists:
-                if key != "default" and key not in names:
+                if key != "default" and key not in names and key not in tensors:
                     hint = difflib.get_close_matches(key, names, n=1)
                     add(("inputs", "points", "sample", "distributions", key),
                         "not an input name" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
-            missing = [n for n in names if n not in dists]
+            missing = [n for n in names if n not in dists and n.split("[", 1)[0] not in dists]
             if missing and "default" not in dists:
                 add(("inputs", "points", "sample", "distributions"),
                     f"no distribution for {', '.join(missing)} (add them or a 'default')")
