@@ -108,9 +108,12 @@ def run(
         staging = outputs.array_dir() if spec.arrays == "disk" else None
         result = compute(spec, command=command, array_dir=staging, progress=progress)
         stage("evaluating the checks")
+        t0 = time.perf_counter()
         checks.apply(result, spec.checks, baseline_doc, fail_on)
+        result.timings["checks"] = time.perf_counter() - t0
         if write:
-            result.out_dir = outputs.write(result, plotlyjs or spec.plotlyjs, templates=spec.report_templates)
+            result.out_dir = outputs.write(result, plotlyjs or spec.plotlyjs, templates=spec.report_templates,
+                                           compress_arrays=spec.compress_arrays)
     _finish(result, spec, plotlyjs, write, tracking)
     return result
 
@@ -219,7 +222,8 @@ def _mlflow_settings(spec: Spec, asked: bool | dict | None) -> dict | None:
 def _finish(result: RunResult, spec: Spec, plotlyjs: str | None, write: bool, tracking: dict | None) -> None:
     """After the run: what ``result.save()`` needs to write the same report, the log
     record, and the MLflow run when asked for."""
-    result.report_options = {"plotlyjs": plotlyjs or spec.plotlyjs, "templates": spec.report_templates}
+    result.report_options = {"plotlyjs": plotlyjs or spec.plotlyjs, "templates": spec.report_templates,
+                             "compress_arrays": spec.compress_arrays}
     log.info("%s; %s", result.verdict.headline if result.verdict else result.status,
              f"wrote {result.out_dir}" if write else "wrote nothing (write=False)")
     if tracking is not None:
