@@ -11,12 +11,12 @@ started in the same second), writes, and on failure removes what it created.
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import itertools
 import json
 import os
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -73,56 +73,147 @@ def point_latest(latest: Path, out_dir: Path, key: str = "report.dir") -> None:
             os.unlink(tmp)
 
 
+#: Containers this deep or deeper are written on one line of results.json: the names and
+#: small records stay one per line, each output's measures (one value per input) one line.
+JSON_LINE_DEPTH = 4
+
+
 def dump_json(doc: dict, fh) -> None:
-    """Stream ``doc`` into a binary file (no copy of the whole text in memory)."""
-    text = io.TextIOWrapper(fh, encoding="utf-8")
-    json.dump(doc, text, indent=1, allow_nan=False)
-    text.flush()
-    text.detach()
+    """Stream ``doc`` into a binary file as indented JSON (``json.load`` gives ``doc`` back).
+
+    Containers at depth :data:`JSON_LINE_DEPTH` and deeper are encoded whole by the json
+    module's C encoder, one line each; only the levels above are indented here. Python's
+    indenting encoder is pure Python (about 10x slower on a run with thousands of
+    measures).
+    """
+    encode = json.JSONEncoder(allow_nan=False).encode  # ASCII: \\u escapes, as json.dump writes
+    for chunk in _json_chunks(doc, 0, encode):
+        fh.write(chunk.encode("ascii"))
+    fh.write(b"\n")
+
+
+def _json_chunks(value, depth: int, encode):
+    if depth >= JSON_LINE_DEPTH or not isinstance(value, (dict, list)) or not value:
+        yield encode(value)
+        return
+    pad, inner = "\n" + " " * depth, "\n" + " " * (depth + 1)
+    if isinstance(value, dict):
+        yield "{"
+        for i, (k, v) in enumerate(value.items()):
+            yield ("," if i else "") + inner + encode(str(k) if not isinstance(k, str) else k) + ": "
+            yield from _json_chunks(v, depth + 1, encode)
+        yield pad + "}"
+    else:
+        yield "["
+        for i, v in enumerate(value):
+            yield ("," if i else "") + inner
+            yield from _json_chunks(v, depth + 1, encode)
+        yield pad + "]"
 
 
 def write_outputs(result: RunResult, out_dir: Path, plotlyjs: str = "inline", *,
-                  templates: Path | None = None, key: str = "report.dir") -> dict[str, Path]:
+                  templates: Path | None = None, key: str = "report.dir",
+                  compress_arrays: bool = False) -> dict[str, Path]:
     """Write report.html, results.json and arrays.npz into ``out_dir``.
 
     ``templates`` is a folder of user templates (``report.templates``) that replace the
     built-in ones of the same name. ``key`` names the output folder in errors.
+    ``compress_arrays`` writes arrays.npz through zlib (``execution.compress_arrays``).
 
-    Everything is rendered to temporary files in ``out_dir`` first; only then is each
+    Everything is written to temporary files in ``out_dir`` first; only then is each
     moved over its final name with an atomic rename (``report.html`` last), so a failure
     at any point before leaves the previous run's files untouched. An ``OSError`` (a
     folder that cannot be written, a full disk) is raised as the error
     :func:`~sensreport.files.output_error` gives.
     """
-    html, doc = _render(result, plotlyjs, templates)
     out_dir = Path(out_dir)
     make_dir(out_dir, key)
-    return _write(result, html, doc, out_dir, key)
+    return _write(result, out_dir, key, plotlyjs, templates, compress_arrays)
 
 
-def _render(result: RunResult, plotlyjs: str, templates: Path | None) -> tuple[str, dict]:
+def write_arrays(fh, arrays: dict[str, np.ndarray], compress: bool = False) -> None:
+    """``arrays`` as an ``.npz`` into the binary file ``fh``: stored as they are (the
+    default), or through zlib with ``compress``."""
+    (np.savez_compressed if compress else np.savez)(fh, **arrays)
+
+
+class _Background:
+    """One function in a thread of its own; :meth:`result` joins it and re-raises its error.
+
+    The arrays are written while the report renders: numpy's and zlib's writes release
+    the GIL, so the two overlap on two cores.
+    """
+
+    def __init__(self, fn, *args):
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+
+        def work():
+            t0 = time.perf_counter()
+            try:
+                fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread by result()
+                self.error = exc
+            self.seconds = time.perf_counter() - t0
+
+        self.thread = threading.Thread(target=work, name="sensreport-write-arrays", daemon=True)
+        self.thread.start()
+
+    def join(self) -> None:
+        self.thread.join()
+
+    def result(self) -> float:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.seconds
+
+
+def _write_file(path: str, writer, *args) -> None:
+    with open(path, "wb") as fh:
+        writer(fh, *args)
+
+
+def _write(result: RunResult, out_dir: Path, key: str, plotlyjs: str, templates: Path | None,
+           compress: bool) -> dict[str, Path]:
+    """Stage every file under a temporary name, then rename them into place (report.html last).
+
+    arrays.npz is written in a thread while the report renders and is written; the
+    timings of each step go into ``result.timings`` (``render_report``, ``write_report``,
+    ``write_arrays``) before results.json is encoded, so the file holds them;
+    ``write_results`` is added afterwards (``RunResult.timings`` only).
+    """
     from .report import render_report
 
-    t0 = time.perf_counter()
-    html = render_report(result, plotlyjs=plotlyjs, templates=templates)
-    result.timings["render_report"] = time.perf_counter() - t0
-    return html, result.to_dict()
-
-
-def _write(result: RunResult, html: str, doc: dict, out_dir: Path, key: str) -> dict[str, Path]:
-    staged: list[tuple[Path, Path]] = []
+    staged: dict[str, tuple[Path, Path]] = {}
     current = out_dir
+    background = None
+
+    def stage_file(name: str) -> str:
+        nonlocal current
+        current = out_dir / name
+        fd, tmp = staged_file(current)
+        os.close(fd)
+        staged[name] = (Path(tmp), current)
+        return tmp
+
+    timings = result.timings
     try:
-        for name, writer in (
-            ("arrays.npz", lambda fh: np.savez_compressed(fh, **result.arrays())),
-            ("results.json", lambda fh: dump_json(doc, fh)),
-            ("report.html", lambda fh: fh.write(html.encode("utf-8"))),
-        ):
-            current = out_dir / name
-            fd, tmp = staged_file(current)
-            staged.append((Path(tmp), current))
-            with os.fdopen(fd, "wb") as fh:
-                writer(fh)
+        tmp = stage_file("arrays.npz")
+        background = _Background(_write_file, tmp, write_arrays, result.arrays(), compress)
+        t0 = time.perf_counter()
+        html = render_report(result, plotlyjs=plotlyjs, templates=templates)
+        timings["render_report"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        _write_file(stage_file("report.html"), lambda fh: fh.write(html.encode("utf-8")))
+        del html
+        timings["write_report"] = time.perf_counter() - t0
+        current = out_dir / "arrays.npz"
+        timings["write_arrays"] = background.result()
+        t0 = time.perf_counter()
+        doc = result.to_dict()
+        _write_file(stage_file("results.json"), lambda fh: dump_json(doc, fh))
+        write_results = time.perf_counter() - t0
         with deadline.committing():
             # the .npy arrays first and report.html last: the report never names a file
             # that is not there yet
@@ -131,17 +222,20 @@ def _write(result: RunResult, html: str, doc: dict, out_dir: Path, key: str) -> 
                     current = out_dir / m.path.name
                     os.replace(m.path, current)
                     m.path = current
-            for tmp, final in staged:
-                current = final
-                os.replace(tmp, final)
+            for name in ("arrays.npz", "results.json", "report.html"):
+                tmp_path, current = staged[name]
+                os.replace(tmp_path, current)
+        timings["write_results"] = write_results
     except OSError as exc:
         raise output_error(exc, current, key) from None
     finally:
         with deadline.shield():
-            for tmp, _ in staged:
-                if tmp.exists():
-                    tmp.unlink()
-    return {final.name: final for _, final in staged}
+            if background is not None:
+                background.join()  # never unlink a file another thread still writes
+            for tmp_path, _ in staged.values():
+                if tmp_path.exists():
+                    tmp_path.unlink()
+    return {final.name: final for _, final in staged.values()}
 
 
 class Outputs:
@@ -246,16 +340,33 @@ class Outputs:
         return self.out_dir
 
     # ---------------------------------------------------------------- writing
-    def write(self, result: RunResult, plotlyjs: str = "inline", *, templates: Path | None = None) -> Path:
-        """Render, write atomically, move ``latest``; return the folder written."""
+    def write(self, result: RunResult, plotlyjs: str = "inline", *, templates: Path | None = None,
+              compress_arrays: bool = False) -> Path:
+        """Render, write atomically, move ``latest``; return the folder written.
+
+        The folder is created first (arrays.npz is written while the report renders);
+        after a failure the folders this created are removed again when empty.
+        """
         deadline.stage("writing the report")
-        html, doc = _render(result, plotlyjs, templates)
+        fresh = _first_missing(self.out_dir)
         out_dir = self.claim()
-        _write(result, html, doc, out_dir, self.key)
+        if self.created is None and fresh is not None:
+            self.created = fresh
+        _write(result, out_dir, self.key, plotlyjs, templates, compress_arrays)
         self.created = None  # written: it stays, whatever happens next
         if self.latest is not None:
             point_latest(self.latest, out_dir, self.key)
         return out_dir
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (None: all do)."""
+    missing = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
 
 
 def _pattern(part: str) -> re.Pattern | None:

@@ -232,7 +232,8 @@ class RunResult:
 
         out_dir, latest = expand_out(Path(out), _dt.datetime.now())
         options = self.report_options
-        write_outputs(self, out_dir, plotlyjs or options.get("plotlyjs", "inline"), templates=options.get("templates"))
+        write_outputs(self, out_dir, plotlyjs or options.get("plotlyjs", "inline"), templates=options.get("templates"),
+                      compress_arrays=options.get("compress_arrays", False))
         self.out_dir = out_dir
         if latest is not None:
             point_latest(latest, out_dir)

@@ -109,9 +109,12 @@ def run(
         staging = outputs.array_dir() if spec.arrays == "disk" else None
         result = compute(spec, command=command, array_dir=staging, progress=progress)
         stage("evaluating the checks")
+        t0 = time.perf_counter()
         checks.apply(result, spec.checks, baseline_doc, fail_on)
+        result.timings["checks"] = time.perf_counter() - t0
         if write:
-            result.out_dir = outputs.write(result, plotlyjs or spec.plotlyjs, templates=spec.report_templates)
+            result.out_dir = outputs.write(result, plotlyjs or spec.plotlyjs, templates=spec.report_templates,
+                                           compress_arrays=spec.compress_arrays)
     _finish(result, spec, plotlyjs, write, tracking)
     return result
 
@@ -145,7 +148,9 @@ def compute(
     prepared = prepare(spec, budget)
     check_discrete(spec.discrete, prepared.layout.held)  # before any heavy work
     stage("planning the computation")
+    t0 = time.perf_counter()
     plan = plan_methods(spec, prepared, budget)
+    planned = time.perf_counter() - t0
     stage("computing derivatives")
     computed = execute(spec, prepared, plan, array_dir=array_dir, progress=progress, on_chunk=on_chunk)
     effects = []
@@ -153,16 +158,17 @@ def compute(
         stage("evaluating discrete effects")
         effects = discrete_effects(prepared.target, prepared.x, prepared.layout.held, spec.discrete, budget)
     stage("analysing the derivatives")
-    t0 = time.perf_counter()
     flat = prepared.flat
     methods = method_results(plan, computed)
     found = analyse(plan, computed, methods, flat, prepared.y, list(spec.measures), prepared.target.dtype,
                     prepared.layout.groups, prepared.layout.held)
-    timings = {**prepared.timings, "derivatives": computed.seconds}
-    timings.update({name: m.run.seconds for name, m in methods.items() if m.status == "ok"})
-    timings["measures"] = time.perf_counter() - t0
+    # stages in the order they ran; each method's seconds are part of "derivatives"
+    timings = {**prepared.timings, "plan": planned, "derivatives": computed.seconds}
     if effects:
         timings["discrete"] = sum(e.seconds for e in effects)
+    timings.update({name: m.run.seconds for name, m in methods.items() if m.status == "ok"})
+    timings["streaming_reductions"] = computed.partial.reduce_seconds
+    timings.update(found.timings)
     notes = [plan.describe()] if plan.arrays != "memory" else []
     loaded = prepared.loaded
     return RunResult(
@@ -232,7 +238,8 @@ def _mlflow_settings(spec: Spec, asked: bool | dict | None) -> dict | None:
 def _finish(result: RunResult, spec: Spec, plotlyjs: str | None, write: bool, tracking: dict | None) -> None:
     """After the run: what ``result.save()`` needs to write the same report, the log
     record, and the MLflow run when asked for."""
-    result.report_options = {"plotlyjs": plotlyjs or spec.plotlyjs, "templates": spec.report_templates}
+    result.report_options = {"plotlyjs": plotlyjs or spec.plotlyjs, "templates": spec.report_templates,
+                             "compress_arrays": spec.compress_arrays}
     log.info("%s; %s", result.verdict.headline if result.verdict else result.status,
              f"wrote {result.out_dir}" if write else "wrote nothing (write=False)")
     if tracking is not None:

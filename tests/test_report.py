@@ -63,7 +63,8 @@ def make_result(P=30, m=3, n=20, seed=0, input_shape=None, fd=True, rows=(0,), n
         if jacobian:
             E = np.full(J.shape, 1e-8)
             a = A.agreement(J, F, E)
-            agreement = Agreement(a["summary"], list(range(m)), "jacobian", "float64", a["cell_z"], a["cell_kinks"])
+            agreement = Agreement(a["summary"], list(range(m)), "jacobian", "float64", a["cell_z"], a["cell_kinks"],
+                                  sample=a["sample"])
             methods["finite_difference"].error = E
     source = "jacobian" if jacobian else "finite_difference" if fd else "rows"
     src = methods[source]

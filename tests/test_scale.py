@@ -85,3 +85,47 @@ def test_failed_disk_run_leaves_no_arrays_behind(cli, write_spec, functions_py, 
     out = tmp_path / "out"
     assert cli("run", spec, "--out", out).exit_code == 2
     assert list(out.iterdir()) == []
+
+
+POLY_POINTS = [[1.0, 2.0], [0.5, -1.0], [-2.0, 0.25]]
+
+
+def _poly_jacobian(points):
+    x0, x1 = np.asarray(points).T
+    return np.stack([np.stack([3 * x0**2 - 2 * x1, -2 * x0], -1), np.stack([0 * x0, 2 * x1], -1)], 1)
+
+
+@pytest.mark.parametrize("compress", [None, False, True])
+def test_arrays_npz_is_stored_uncompressed_unless_compress_arrays(cli, write_spec, functions_py, tmp_path, compress):
+    import zipfile
+
+    execution = "" if compress is None else f"execution: {{compress_arrays: {str(compress).lower()}}}\n"
+    spec = write_spec(f"model: {{callable: f.py:poly}}\ninputs: {{points: {{values: {POLY_POINTS}}}}}\n"
+                      "methods: {jacobian: {}, finite_difference: {}}\n" + execution, f__py=functions_py)
+    out = tmp_path / "out"
+    assert cli("run", spec, "--out", out).exit_code == 0
+    with zipfile.ZipFile(out / "arrays.npz") as z:
+        kinds = {i.filename: i.compress_type for i in z.infolist()}
+    want = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    assert set(kinds) >= {"jacobian.npy", "finite_difference.npy", "points.npy"}
+    assert set(kinds.values()) == {want}
+    arrays = np.load(out / "arrays.npz")
+    np.testing.assert_allclose(arrays["jacobian"], _poly_jacobian(POLY_POINTS), rtol=1e-12)
+    np.testing.assert_allclose(arrays["finite_difference"], _poly_jacobian(POLY_POINTS), rtol=1e-6, atol=1e-8)
+    np.testing.assert_array_equal(arrays["points"], POLY_POINTS)
+
+
+def test_timings_cover_every_stage_up_to_writing_the_report_and_the_arrays(cli, write_spec, functions_py, tmp_path):
+    import sensreport
+
+    spec = write_spec(f"model: {{callable: f.py:poly}}\ninputs: {{points: {{values: {POLY_POINTS}}}}}\n"
+                      "methods: {jacobian: {}}\n", f__py=functions_py)
+    out = tmp_path / "out"
+    assert cli("run", spec, "--out", out).exit_code == 0
+    timings = json.loads((out / "results.json").read_text())["timings"]
+    stages = ("load_points", "import_tensorflow", "load_model", "evaluate", "derivatives", "measures",
+              "point_stats", "render_report", "write_report", "write_arrays")
+    assert set(stages) <= set(timings) and all(timings[k] >= 0 for k in stages)
+    # the Python API's result also knows how long results.json took (the file cannot hold it)
+    result = sensreport.run(spec, out=tmp_path / "api")
+    assert set(stages) | {"write_results"} <= set(result.timings)

@@ -84,6 +84,8 @@ def test_every_problem_reported_at_once_with_lines(write_spec):
         (("model:\n", "model:\n  saved_model: f.py\n"),
          "line 1: model: give exactly one of keras, saved_model, callable (got saved_model, callable)"),
         (("inputs:", "inputz:"), "line 3: inputz: unknown key 'inputz' (did you mean 'inputs'?)"),
+        (("finite_difference:", "finite_difference:\nexecution: {compress_arrays: gzip}"),
+         'line 10: execution.compress_arrays: expected boolean, got "gzip"'),
     ],
 )
 def test_single_problem_messages(write_spec, change, expected):
@@ -134,6 +136,12 @@ def test_spec_from_a_mapping(tmp_path):
     spec = parse_spec({"model": {"callable": "f.py:poly"}, "inputs": {"points": {"values": [1.0]}},
                        "methods": {"finite_difference": None}}, base_dir=tmp_path)
     assert spec.fd_scheme == "central" and spec.jacobian_mode is None
+
+
+def test_compress_arrays_is_off_unless_the_spec_turns_it_on(write_spec):
+    f = {"f__py": "def poly(x):\n    return x\n"}
+    assert load_spec(write_spec(GOOD, **f)).compress_arrays is False
+    assert load_spec(write_spec(GOOD + "execution: {compress_arrays: true}\n", name="c.yaml", **f)).compress_arrays
 
 
 def test_sizes():

@@ -30,6 +30,9 @@ MAX_Z = 3.0
 #: The automatic derivative's own round-off, in units of its dtype's unit round-off
 #: times the largest derivative of the same output at the same point.
 FLOOR_ULPS = 64.0
+#: FD-vs-AD entries the report's scatter draws, and how many of them are the worst by z.
+SCATTER_ENTRIES = 2_000
+SCATTER_WORST = 200
 #: Histogram of log10(z) for the median: bins per decade, range in decades.
 BINS_PER_DECADE = 100
 LOW, HIGH = -12, 12
@@ -54,10 +57,13 @@ class AgreementAccumulator:
         An extra bound: an agreeing entry must also be within this relative error.
     worst : int
         How many of the worst entries (and of the kinks) to keep.
+    points : int, optional
+        All the points the chunks will cover: with it, the accumulator also keeps the
+        sample of entries the report's scatter draws (:meth:`sample`).
     """
 
     def __init__(self, k: int, n: int, ad_dtype: str = "float32", max_z: float = MAX_Z,
-                 max_rel_error: float | None = None, worst: int = 10):
+                 max_rel_error: float | None = None, worst: int = 10, points: int | None = None):
         self.k, self.n = k, n
         self.ad_dtype = ad_dtype
         self.max_z = max_z
@@ -72,6 +78,14 @@ class AgreementAccumulator:
         self.cell_kinks = np.zeros((k, n), dtype=np.int64)
         self.worst: list[dict] = []
         self.worst_kinks: list[dict] = []
+        self.points = points
+        # the scatter's sample: entries at evenly spaced flat indices, and the worst by z
+        # (non-finite z counts as the worst), each as (flat index, ad, fd, z) columns
+        self.total = None if points is None else points * k * n
+        self.candidates = (None if points is None else
+                           _even(self.total, SCATTER_ENTRIES if self.total > SCATTER_ENTRIES else self.total))
+        self.picked = np.zeros((4, 0))
+        self.worst_picked = np.zeros((4, 0))
 
     def update(self, ad: np.ndarray, fd: np.ndarray, error: np.ndarray, kinks: np.ndarray,
                backward: np.ndarray | None = None, forward: np.ndarray | None = None, offset: int = 0) -> None:
@@ -113,6 +127,8 @@ class AgreementAccumulator:
             cell = np.where(np.isfinite(cell), cell, np.nan)
             self.cell_z[rows] = np.fmax(self.cell_z[rows], cell)
         self.cell_kinks[rows] += kink.sum(axis=0)
+        if self.candidates is not None:
+            self._sample(ad, fd, z, offset, rows)
         # the worst smooth entries by z, and the kinks with the largest jump
         self._keep(self.worst, np.where(smooth, z, -np.inf), smooth, ad, fd, error, z, rel, abs_err, offset, rows)
         if kink.any() and backward is not None and forward is not None:
@@ -143,8 +159,47 @@ class AgreementAccumulator:
         into.sort(key=lambda w: (-w["z"], w["point"], w["output"], w["input"]))
         del into[self.keep:]
 
+    def _sample(self, ad, fd, z, offset: int, rows: slice) -> None:
+        b, r, n = z.shape
+        # the flat index in [points, k, n] of this block's first entry of each (point, row)
+        base = ((offset + np.arange(b))[:, None] * self.k + (rows.start + np.arange(r))[None, :]) * n
+        key = np.where(np.isfinite(z), z, np.inf)
+        lo, hi = offset * self.k * n, (offset + b) * self.k * n
+        c = self.candidates[(self.candidates >= lo) & (self.candidates < hi)]
+        p, rest = np.divmod(c - lo, self.k * n)
+        i, j = np.divmod(rest, n)
+        inside = (i >= rows.start) & (i < rows.stop)
+        p, i, j, c = p[inside], i[inside] - rows.start, j[inside], c[inside]
+        self.picked = np.concatenate([self.picked, [c, ad[p, i, j], fd[p, i, j], key[p, i, j]]], axis=1)
+        if self.total > SCATTER_ENTRIES:
+            take = min(SCATTER_WORST, key.size)
+            flat = np.argpartition(-key.ravel(), take - 1)[:take]
+            p, i, j = np.unravel_index(flat, key.shape)
+            mine = np.stack([base[p, i] + j, ad[p, i, j], fd[p, i, j], key[p, i, j]]).astype(np.float64)
+            self.worst_picked = _top(np.concatenate([self.worst_picked, mine], axis=1))
+
+    def sample(self) -> "ScatterSample | None":
+        """The entries the report's scatter draws: all of them up to :data:`SCATTER_ENTRIES`;
+        past it the :data:`SCATTER_WORST` with the largest ``z`` and the rest evenly spaced."""
+        if self.candidates is None:
+            return None
+        picked = self.picked[:, np.argsort(self.picked[0], kind="stable")]
+        if self.total > SCATTER_ENTRIES:
+            worst = self.worst_picked
+            rest = picked[:, ~np.isin(picked[0], worst[0])]
+            rest = rest[:, _even(rest.shape[1], SCATTER_ENTRIES - SCATTER_WORST)]
+            picked = np.concatenate([worst, rest], axis=1)
+        flat = picked[0].astype(np.int64)
+        p, rest_ = np.divmod(flat, self.k * self.n)
+        o, j = np.divmod(rest_, self.n)
+        return ScatterSample(p, o, j, picked[1], picked[2], picked[3], int(self.total),
+                             SCATTER_WORST if self.total > SCATTER_ENTRIES else 0)
+
     def merge(self, other: "AgreementAccumulator") -> "AgreementAccumulator":
         """Add another accumulator's counts (e.g. from another worker)."""
+        if self.candidates is not None and other.candidates is not None:
+            self.picked = np.concatenate([self.picked, other.picked], axis=1)
+            self.worst_picked = _top(np.concatenate([self.worst_picked, other.worst_picked], axis=1))
         for name in ("entries", "smooth", "within", "kinks", "kinks_benign", "nonfinite_entries", "retested"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.max_abs = max(self.max_abs, other.max_abs)
@@ -187,14 +242,49 @@ class AgreementAccumulator:
         }
 
 
+def _even(total: int, count: int) -> np.ndarray:
+    """At most ``count`` evenly spaced indices of ``range(total)``, first and last included."""
+    count = max(1, int(count))
+    if total <= count:
+        return np.arange(total)
+    if count == 1:
+        return np.array([0])
+    return np.unique(np.round(np.linspace(0, total - 1, count)).astype(np.int64))
+
+
+def _top(columns: np.ndarray) -> np.ndarray:
+    """The :data:`SCATTER_WORST` columns (flat index, ad, fd, z) of largest z, ties by index."""
+    order = np.lexsort((columns[0], -columns[3]))[:SCATTER_WORST]
+    return columns[:, order]
+
+
+@dataclass
+class ScatterSample:
+    """FD-vs-AD entries for the report's scatter, chosen while the chunks streamed past.
+
+    ``point``, ``output`` (row of the compared outputs), ``input``, ``ad``, ``fd`` and
+    ``z`` (non-finite as inf) per entry, the worst ``worst`` first; ``total`` entries in all.
+    """
+
+    point: np.ndarray
+    output: np.ndarray
+    input: np.ndarray
+    ad: np.ndarray
+    fd: np.ndarray
+    z: np.ndarray
+    total: int
+    worst: int = 0
+
+
 def agreement(ad: np.ndarray, fd: np.ndarray, error: np.ndarray, kinks: np.ndarray | None = None,
               ad_dtype: str = "float64", **kw) -> dict:
-    """FD-vs-AD agreement of whole arrays ``[P, k, n]``: the summary and the per-entry ``z``."""
+    """FD-vs-AD agreement of whole arrays ``[P, k, n]``: the summary, the per-entry ``z``
+    and the scatter's sample."""
     kinks = np.zeros(np.shape(ad), dtype=bool) if kinks is None else kinks
-    acc = AgreementAccumulator(ad.shape[1], ad.shape[2], ad_dtype, **kw)
+    acc = AgreementAccumulator(ad.shape[1], ad.shape[2], ad_dtype, points=len(ad), **kw)
     acc.update(ad, fd, error, kinks)
     return {"summary": acc.summary(), "z": z_scores(ad, fd, error, ad_dtype), "cell_z": acc.cell_z,
-            "cell_kinks": acc.cell_kinks}
+            "cell_kinks": acc.cell_kinks, "sample": acc.sample()}
 
 
 def z_scores(ad: np.ndarray, fd: np.ndarray, error: np.ndarray, ad_dtype: str) -> np.ndarray:
@@ -217,6 +307,7 @@ class Agreement:
     cell_z: np.ndarray | None = None  # [k, n] largest z over the points (smooth entries)
     cell_kinks: np.ndarray | None = None  # [k, n] kinks over the points
     scheme: str = "central"
+    sample: ScatterSample | None = None  # the entries the report's scatter draws
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.summary, "compared": self.compared, "dtype": self.dtype, "scheme": self.scheme}

@@ -4,6 +4,7 @@ per-point statistics. Numbers only: the checks stage judges them."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +28,9 @@ class Analysis:
     nonfinite: dict[str, dict]
     point_stats: PointStats | None
     warnings: list[str] = field(default_factory=list)
+    #: seconds of its two parts: ``measures`` (the reductions' results, agreement, scans)
+    #: and ``point_stats`` (spread and stability across points)
+    timings: dict[str, float] = field(default_factory=dict)
     groups: GroupMeasures | None = None
     categories: list[CategorySplit] = field(default_factory=list)
 
@@ -36,6 +40,7 @@ def analyse(plan, computed, methods: dict, points: np.ndarray, outputs: np.ndarr
     """``plan``, ``computed`` and the ``methods``' results from the compute stage;
     ``points`` ``[P, n]``, ``outputs`` ``[P, m]``; ``groups`` the feature groups' columns;
     ``held`` the held inputs (their measures are split by category)."""
+    t0 = time.perf_counter()
     partial = computed.partial
     source = next((k for k in ("jacobian", "finite_difference", "rows") if k in methods and methods[k].status == "ok"),
                   None)
@@ -55,18 +60,23 @@ def analyse(plan, computed, methods: dict, points: np.ndarray, outputs: np.ndarr
         for w in summary["worst"]:
             w["output"] = ad_outputs[w["output"]]  # name outputs by their index in the model
         agreement = Agreement(summary, ad_outputs, plan.compared, ad_dtype, partial.agreement.cell_z,
-                              partial.agreement.cell_kinks, plan.method("finite_difference").scheme or "central")
+                              partial.agreement.cell_kinks, plan.method("finite_difference").scheme or "central",
+                              sample=partial.agreement.sample())
     nonfinite = {"outputs": M.nonfinite(outputs)}
     for name, m in methods.items():
         if m.status == "ok":
             nonfinite[name] = partial.methods[name].nonfinite.summary()
     lead = leading_measure(shown, values, overall)
+    groups_found = group_measures(values, overall, groups or {})
+    t1 = time.perf_counter()
     stats, splits = None, []
     if source:
         deriv = methods[source].values
         rows_y = np.asarray(outputs, dtype=np.float64)[:, m_outputs]
-        stats = point_stats(deriv, points, rows_y, values, rankable_measures(shown, values, overall), lead)
+        stats = point_stats(deriv, points, rows_y, values, rankable_measures(shown, values, overall), lead,
+                            directions=partial.methods[source].measures.directions())
         if deriv is not None and held:
             splits = category_splits(deriv, points, rows_y, held, plan.spread)
-    return Analysis(source, m_outputs, values, overall, lead, dead, agreement, nonfinite, stats, warnings,
-                    group_measures(values, overall, groups or {}), splits)
+    timings = {"measures": t1 - t0, "point_stats": time.perf_counter() - t1}
+    return Analysis(source, m_outputs, values, overall, lead, dead, agreement, nonfinite, stats, warnings, timings,
+                    groups_found, splits)

@@ -86,7 +86,7 @@ class MeasureAccumulator:
         self.guard = np.asarray(output_guard, dtype=np.float64)
         z = lambda: np.zeros((k, n))  # noqa: E731
         self.sum_abs, self.sum_sq, self.count = z(), z(), z()
-        self.positive = z()
+        self.positive, self.negative, self.sum = z(), z(), z()
         self.sum_elastic, self.count_elastic = z(), z()
         self.max_abs = np.zeros(n)
 
@@ -100,25 +100,56 @@ class MeasureAccumulator:
             self._update(jac[:, rows], points, outputs[:, rows], rows)
 
     def _update(self, jac: np.ndarray, points: np.ndarray, outputs: np.ndarray, rows: slice) -> None:
-        j = np.asarray(jac, dtype=np.float64)
+        j = np.asarray(jac)
+        if j.dtype not in (np.float32, np.float64):
+            j = j.astype(np.float64)
+        y = np.asarray(outputs, dtype=np.float64)
+        usable = np.isfinite(y) & (np.abs(y) > np.maximum(self.guard[rows], np.finfo(np.float64).tiny))
+        if np.isfinite(j).all() and usable.all() and self._update_finite(j, points, y, rows):
+            return
+        j = np.asarray(j, dtype=np.float64)
         finite = np.isfinite(j)
         jz = np.where(finite, j, 0.0)
         self.sum_abs[rows] += np.abs(jz).sum(0)
         self.sum_sq[rows] += (jz**2).sum(0)
         self.count[rows] += finite.sum(0)
         self.positive[rows] += (jz > 0).sum(0)
+        self.negative[rows] += (jz < 0).sum(0)
+        self.sum[rows] += jz.sum(0)
         self.max_abs = np.maximum(self.max_abs, np.abs(jz).max(axis=(0, 1), initial=0.0))
-        y = np.asarray(outputs, dtype=np.float64)
-        usable = np.isfinite(y) & (np.abs(y) > np.maximum(self.guard[rows], np.finfo(np.float64).tiny))
         with np.errstate(invalid="ignore", divide="ignore"):
             e = np.abs(jz * np.asarray(points, dtype=np.float64)[:, None, :] / np.where(usable, y, 1.0)[:, :, None])
         ok = finite & usable[:, :, None] & np.isfinite(e)
         self.sum_elastic[rows] += np.where(ok, e, 0.0).sum(0)
         self.count_elastic[rows] += ok.sum(0)
 
+    def _update_finite(self, j: np.ndarray, points: np.ndarray, y: np.ndarray, rows: slice) -> bool:
+        """The common case, every derivative finite and every output usable for
+        elasticities: no masks, the sums of products in single passes (``einsum``), the
+        float32 values widened only where squared. False (nothing added) when a
+        product overflows; the masked path then handles the block."""
+        b = len(j)
+        a = np.abs(j)
+        wide = a.astype(np.float64)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            elastic = np.einsum("pij,pj,pi->ij", wide, np.abs(np.asarray(points, dtype=np.float64)), 1.0 / np.abs(y))
+            sq = np.einsum("pij,pij->ij", wide, wide)
+        if not (np.isfinite(elastic).all() and np.isfinite(sq).all()):
+            return False
+        self.sum_abs[rows] += wide.sum(0)
+        self.sum_sq[rows] += sq
+        self.count[rows] += b
+        self.positive[rows] += np.count_nonzero(j > 0, axis=0)
+        self.negative[rows] += np.count_nonzero(j < 0, axis=0)
+        self.sum[rows] += j.sum(0, dtype=np.float64)
+        self.max_abs = np.maximum(self.max_abs, a.max(axis=(0, 1), initial=0.0))
+        self.sum_elastic[rows] += elastic
+        self.count_elastic[rows] += b
+        return True
+
     def merge(self, other: "MeasureAccumulator") -> "MeasureAccumulator":
         """Add another accumulator's sums (e.g. from another worker) into this one."""
-        for name in ("sum_abs", "sum_sq", "count", "positive", "sum_elastic", "count_elastic"):
+        for name in ("sum_abs", "sum_sq", "count", "positive", "negative", "sum", "sum_elastic", "count_elastic"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.max_abs = np.maximum(self.max_abs, other.max_abs)
         return self
@@ -133,6 +164,12 @@ class MeasureAccumulator:
             "elasticity": _ratio(self.sum_elastic, self.count_elastic),
             "positive_share": _ratio(self.positive, self.count),
         }
+
+    def directions(self) -> dict[str, np.ndarray]:
+        """The mean derivative and the shares of points with a positive and with a negative
+        one, each ``[k, n]`` (non-finite derivatives left out; NaN where none is finite)."""
+        return {"mean": _ratio(self.sum, self.count), "positive": _ratio(self.positive, self.count),
+                "negative": _ratio(self.negative, self.count)}
 
     def dead_inputs(self) -> list[int]:
         """Inputs whose derivative was exactly zero for every output at every point."""
@@ -221,9 +258,9 @@ class NonfiniteAccumulator:
 
     def update(self, array: np.ndarray, offset: int = 0) -> None:
         a = np.asarray(array)
-        bad = ~np.isfinite(a)
-        if not bad.any():
+        if np.isfinite(a).all():
             return
+        bad = ~np.isfinite(a)
         self.count += int(bad.sum())
         self.nan += int(np.isnan(a).sum())
         self.inf += int(np.isinf(a).sum())

@@ -53,10 +53,14 @@ def leading_measure(shown: list[str], measures: dict[str, np.ndarray], overall: 
 
 
 def point_stats(deriv: np.ndarray | None, points: np.ndarray, outputs: np.ndarray, measures: dict[str, np.ndarray],
-                rankable: list[str], leading: str | None) -> PointStats | None:
+                rankable: list[str], leading: str | None,
+                directions: dict[str, np.ndarray] | None = None) -> PointStats | None:
     """:class:`PointStats` from the derivatives ``[P, k, n]`` (None when they were not kept).
 
     ``outputs`` are the outputs of the ``k`` rows ``[P, k]``; ``points`` ``[P, n]``.
+    ``directions`` (``mean``, ``positive``, ``negative``, each ``[k, n]``) are the
+    streamed ones of :meth:`~.measures.MeasureAccumulator.directions`; without them they
+    are computed from ``deriv``.
     """
     if deriv is None:
         if "positive_share" in measures:
@@ -71,7 +75,12 @@ def point_stats(deriv: np.ndarray | None, points: np.ndarray, outputs: np.ndarra
         y = np.asarray(outputs, dtype=np.float64)
         sample = deriv if len(idx) == P else deriv[idx]
         spread, guard = M.input_spread(points), M.elasticity_guard(y)
+        same = {"rms": "mean_abs", "mean_abs": "rms"}  # both have |dy/dx| as their per-point values
         for m in rankable:
+            twin = same.get(m)
+            if twin in out.spread and m != leading:
+                out.spread[m], out.spread_overall[m] = out.spread[twin], out.spread_overall[twin]
+                continue
             local = S.local_values(m, sample, points[idx], y[idx], spread=spread, guard=guard)
             out.spread[m] = stats.quantiles(local, axis=0)
             out.spread_overall[m] = stats.quantiles(S.overall_local(local), axis=0)
@@ -79,6 +88,6 @@ def point_stats(deriv: np.ndarray | None, points: np.ndarray, outputs: np.ndarra
                 out.top_k = min(5, max(1, n // 3))  # small enough that a random order rarely shares it
                 out.stability = S.rank_stability(local, measures[m], out.top_k)
             del local
-    d = S.direction_stats(deriv)  # all points, a chunk at a time
+    d = directions if directions is not None else S.direction_stats(deriv)  # all points, a chunk at a time
     out.positive, out.negative, out.signed_mean = d["positive"], d["negative"], d["mean"]
     return out

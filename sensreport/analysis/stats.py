@@ -50,10 +50,58 @@ def quantiles(values: np.ndarray, q=(25, 50, 75), axis: int = 0) -> np.ndarray:
     if v.shape[axis] == 0:
         return np.full((len(q),) + tuple(np.delete(v.shape, axis)), np.nan)
     if not np.isnan(v).any():
-        return np.percentile(v, q, axis=axis)
+        return _percentile(v, q, axis)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanpercentile(v, q, axis=axis)
+
+
+#: Rows of the first axis copied at once by :func:`axis_last` (8 float64: one cache line).
+TRANSPOSE_ROWS = 8
+
+
+def axis_last(v: np.ndarray, axis: int = 0) -> np.ndarray:
+    """A C-contiguous copy of ``v`` with ``axis`` moved last.
+
+    ``np.ascontiguousarray(np.moveaxis(v, 0, -1))`` of a large array writes one element
+    per cache line and is many times slower (a second for 64 MB here) than copying a
+    few rows at a time, each landing in whole cache lines.
+    """
+    v = np.asarray(v)
+    if axis % max(1, v.ndim) != 0 or v.ndim < 2 or not v.flags.c_contiguous:
+        return np.array(np.moveaxis(v, axis, -1), order="C")
+    p = v.shape[0]
+    flat = v.reshape(p, -1)
+    out = np.empty((flat.shape[1], p), dtype=v.dtype)
+    for start in range(0, p, TRANSPOSE_ROWS):
+        out[:, start:start + TRANSPOSE_ROWS] = flat[start:start + TRANSPOSE_ROWS].T
+    return out.reshape(v.shape[1:] + (p,))
+
+
+def _percentile(v: np.ndarray, q, axis: int) -> np.ndarray:
+    """``np.percentile(v, q, axis=axis)`` (linear method, no NaN in ``v``), the same numbers.
+
+    numpy partitions along the axis where it lies; along the first axis of a large
+    array (points first, as the derivatives are) that walks memory with a stride and is
+    several times slower than sorting a contiguous copy with the axis last
+    (:func:`axis_last`), which this does; the interpolation is numpy's own formula.
+    """
+    moved = axis_last(v, axis)
+    moved.sort(axis=-1)
+    n = moved.shape[-1]
+    frac = np.asarray(q, dtype=np.float64) / 100
+    virtual = (n - 1) * frac  # numpy's virtual index of the linear method
+    below = np.floor(virtual)
+    gamma = virtual - below
+    below = np.clip(below, 0, n - 1).astype(np.intp)
+    above = np.where(virtual >= n - 1, n - 1, np.minimum(below + 1, n - 1))
+    below = np.where(virtual >= n - 1, n - 1, below)
+    out = []
+    for lo, hi, t in zip(below, above, gamma):
+        a, b = moved[..., lo], moved[..., hi]
+        diff = b - a
+        out.append(b - diff * (1 - t) if t >= 0.5 else a + diff * t)
+    return np.stack(out)
 
 
 def rank_positions(values: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -76,22 +124,48 @@ def average_ranks(values: np.ndarray, axis: int = -1) -> np.ndarray:
     NaN counts as the smallest value. ``average_ranks([3, 1, 3, 2]) == [3.5, 1, 3.5, 2]``
     (the ranks Spearman's coefficient is computed on).
     """
+    v, order, s = _sorted(values, axis)
+    return np.moveaxis(_average_ranks(v, order, s), -1, axis)
+
+
+def _sorted(values: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``values`` with ``axis`` last and NaN as -inf, its stable ascending order, and the sorted values."""
     v = np.moveaxis(np.asarray(values, dtype=np.float64), axis, -1)
     v = np.where(np.isnan(v), -np.inf, v)
-    n = v.shape[-1]
     order = np.argsort(v, axis=-1, kind="stable")
-    s = np.take_along_axis(v, order, axis=-1)
+    return v, order, np.take_along_axis(v, order, axis=-1)
+
+
+def _average_ranks(v: np.ndarray, order: np.ndarray, s: np.ndarray) -> np.ndarray:
+    n = v.shape[-1]
     pos = np.broadcast_to(np.arange(n), v.shape)
     start = np.ones(v.shape, dtype=bool)
     start[..., 1:] = s[..., 1:] != s[..., :-1]
-    end = np.ones(v.shape, dtype=bool)
-    end[..., :-1] = start[..., 1:]
-    first = np.maximum.accumulate(np.where(start, pos, 0), axis=-1)
-    last = np.flip(np.minimum.accumulate(np.flip(np.where(end, pos, n - 1), -1), axis=-1), -1)
-    avg = (first + last) / 2.0 + 1.0
+    if start.all():  # no ties: the ranks are the positions
+        avg = pos + 1.0
+    else:
+        end = np.ones(v.shape, dtype=bool)
+        end[..., :-1] = start[..., 1:]
+        first = np.maximum.accumulate(np.where(start, pos, 0), axis=-1)
+        last = np.flip(np.minimum.accumulate(np.flip(np.where(end, pos, n - 1), -1), axis=-1), -1)
+        avg = (first + last) / 2.0 + 1.0
     out = np.empty(v.shape, dtype=np.float64)
     np.put_along_axis(out, order, avg, axis=-1)
-    return np.moveaxis(out, -1, axis)
+    return out
+
+
+def _top_k(v: np.ndarray, s: np.ndarray, k: int) -> np.ndarray:
+    """``rank_positions(v) <= k`` along the last axis, from ``v``'s sorted values ``s``
+    (NaN already -inf): the entries above the k-th largest value, and of those equal
+    to it the first ones in input order."""
+    n = v.shape[-1]
+    if k >= n:
+        return np.ones(v.shape, dtype=bool)
+    kth = s[..., n - k, None]
+    above = v > kth
+    tied = v == kth
+    need = k - above.sum(axis=-1, keepdims=True)
+    return above | (tied & (np.cumsum(tied, axis=-1) <= need))
 
 
 def spearman(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -100,8 +174,10 @@ def spearman(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
     The Pearson correlation of their :func:`average_ranks`; NaN where either side is
     constant (all tied), since no order exists to compare.
     """
-    ra = average_ranks(a, axis)
-    rb = average_ranks(b, axis)
+    return _pearson(average_ranks(a, axis), average_ranks(b, axis), axis)
+
+
+def _pearson(ra: np.ndarray, rb: np.ndarray, axis: int) -> np.ndarray:
     ra, rb = np.broadcast_arrays(ra, rb)
     ra = ra - ra.mean(axis=axis, keepdims=True)
     rb = rb - rb.mean(axis=axis, keepdims=True)
@@ -109,6 +185,19 @@ def spearman(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
     den = np.sqrt((ra**2).sum(axis=axis) * (rb**2).sum(axis=axis))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def rank_agreement(a: np.ndarray, b: np.ndarray, k: int, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """``(spearman(a, b), top_k_overlap(a, b, k))`` along ``axis``, the same numbers, from
+    one sort of ``a`` (the large side: per-point values against one aggregate ``b``)."""
+    v, order, s = _sorted(a, axis)
+    ra = _average_ranks(v, order, s)
+    _, order_b, s_b = vb = _sorted(b, axis)
+    rb = _average_ranks(*vb)
+    rho = _pearson(ra, rb, -1)
+    top_a = _top_k(v, s, k)
+    top_b = _top_k(vb[0], s_b, k)
+    return rho, (top_a & top_b).sum(axis=-1) / float(k)
 
 
 def top_k_overlap(a: np.ndarray, b: np.ndarray, k: int, axis: int = -1) -> np.ndarray:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .measures import elasticity_guard, input_spread
-from .stats import nanmean, quantiles, shares, spearman, top_k_overlap
+from .stats import nanmean, quantiles, rank_agreement, shares
 
 #: Measures with a per-point value whose spread across points is meaningful.
 LOCAL_MEASURES = ("mean_abs", "rms", "std_scaled", "elasticity")
@@ -96,8 +96,7 @@ def rank_stability(local: np.ndarray, aggregate: np.ndarray, k: int) -> dict[str
         (NaN where no point has an order to compare) and ``mean_overlap [m]``.
     """
     agg = np.asarray(aggregate, dtype=np.float64)[None]
-    rho = spearman(local, agg, axis=-1)
-    overlap = top_k_overlap(local, agg, k, axis=-1)
+    rho, overlap = rank_agreement(local, agg, k, axis=-1)  # = spearman(local, agg), top_k_overlap(local, agg, k)
     return {
         "spearman": rho,
         "overlap": overlap,

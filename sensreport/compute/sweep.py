@@ -10,6 +10,7 @@ arrays reports the same numbers as one that does.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -50,6 +51,8 @@ class Partial:
     methods: dict[str, MethodPartial]
     agreement: AgreementAccumulator | None
     points: int = 0
+    #: seconds spent folding chunks into the reductions (measures, scans, agreement)
+    reduce_seconds: float = 0.0
 
     def merge(self, other: "Partial") -> "Partial":
         for name, mp in other.methods.items():
@@ -57,6 +60,7 @@ class Partial:
         if self.agreement is not None and other.agreement is not None:
             self.agreement.merge(other.agreement)
         self.points += other.points
+        self.reduce_seconds += other.reduce_seconds
         return self
 
 
@@ -71,7 +75,7 @@ def empty_partial(plan: Plan) -> Partial:
     agreement = None
     if plan.compared:
         agreement = AgreementAccumulator(len(plan.method(plan.compared).outputs), plan.n, plan.ad_dtype,
-                                         plan.max_z, plan.max_rel_error)
+                                         plan.max_z, plan.max_rel_error, points=plan.points)
     return Partial(methods, agreement)
 
 
@@ -120,8 +124,10 @@ def run_chunk(
             part.run.fail(f"{type(exc).__name__}: {engine.first_line(exc)}{where}")
             continue
         part.run = d.run
+        t0 = time.perf_counter()
         part.measures.update(d.values, target.differentiated(x), y[:, list(mp.outputs)])
         part.nonfinite.update(d.values, offset)
+        partial.reduce_seconds += time.perf_counter() - t0
         values[mp.name] = d.values
         if d.estimate is not None:
             estimates[mp.name] = d.estimate
@@ -137,7 +143,9 @@ def run_chunk(
         backward, forward = est.backward[:, rows], est.forward[:, rows]
         fd, error, kinks, backward, forward, retested = retest(target, plan, x, sl, ad, fd, error, kinks, backward,
                                                                forward, rows)
+        t0 = time.perf_counter()
         partial.agreement.update(ad, fd, error, kinks, backward, forward, offset)
+        partial.reduce_seconds += time.perf_counter() - t0
         partial.agreement.retested += retested
     return partial
 

@@ -8,17 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from ..analysis import summaries as S
-from ..analysis.agreement import MAX_Z, z_scores
+from ..analysis.agreement import MAX_Z, ScatterSample
 from ..analysis.stats import ranking
 from .context import Context
 from .figures import BLUE, GREY, SEQUENTIAL, VERMILLION, figure, heat_axes, heat_height
 from .format import plotly_text, round_list
 from .heatmaps import HEATMAP_CELLS
 
-SCATTER_ENTRIES = 2_000  # FD-vs-AD entries drawn in the scatter
-SCATTER_WORST = 200  # of which the worst by z
-AGREEMENT_ENTRIES = 8_000_000  # entries the scatter is computed from at most
 
 
 def _max_z(ctx: Context) -> float:
@@ -55,43 +51,24 @@ def agreement_section(ctx: Context) -> dict:
                             "slopes on both sides of each point.")
     if ag.cell_z is not None:
         out["figures"].append(fd_z_map(ctx, ag.cell_z, ag.cell_kinks, ag.outputs, out["max_z"]))
-    ad_m = r.methods.get(ag.compared)
-    if ad_m is None or ad_m.values is None or fd.values is None or fd.error is None:
-        out["notes"].append("The per-entry scatter needs the derivative arrays and the error estimates, which this "
-                            "run did not keep in memory; the map, the summary and the worst entries come from the "
-                            "run itself.")
+    if ag.sample is None or not len(ag.sample.z):
+        out["notes"].append("This run kept no sample of entries for the scatter; the map, the summary and the "
+                            "worst entries come from the run itself.")
         return out
-    P = len(ad_m.values)
-    per_point = max(1, len(ag.outputs) * ctx.n)
-    pts = S.subsample_indices(P, max(1, AGREEMENT_ENTRIES // per_point))
-    ad = np.asarray(ad_m.values[pts], dtype=np.float64)
-    fdv = np.asarray(fd.values[pts], dtype=np.float64)[:, ag.outputs, :]
-    err = np.asarray(fd.error[pts], dtype=np.float64)[:, ag.outputs, :]
-    z = z_scores(ad, fdv, err, ag.dtype)
-    if len(pts) < P:
-        out["notes"].append(f"The scatter uses {len(pts):,} of {P:,} points, evenly spaced (entry budget).")
-    out["figures"].insert(0, fd_scatter(ctx, ad, fdv, z, pts, ag.outputs, out["max_z"]))
+    out["figures"].insert(0, fd_scatter(ctx, ag.sample, ag.outputs, out["max_z"]))
     return out
 
 
-def fd_scatter(ctx: Context, ad, fd, z, pts, outputs, max_z) -> dict:
-    flat = np.where(np.isfinite(z), z, np.inf).ravel()
-    total = flat.size
-    if total > SCATTER_ENTRIES:
-        worst = np.argpartition(-flat, SCATTER_WORST - 1)[:SCATTER_WORST]
-        keep = np.ones(total, dtype=bool)
-        keep[worst] = False
-        rest = np.flatnonzero(keep)
-        pick = np.concatenate([worst, rest[S.subsample_indices(len(rest), SCATTER_ENTRIES - SCATTER_WORST)]])
-        note = (f"{SCATTER_ENTRIES:,} of {total:,} entries are drawn: the {SCATTER_WORST} with the largest z and the "
-                "rest evenly spaced.")
+def fd_scatter(ctx: Context, sample: ScatterSample, outputs, max_z) -> dict:
+    """The sample the analysis stage kept while streaming (the worst entries by z, the rest evenly spaced)."""
+    if sample.worst:
+        note = (f"{len(sample.z):,} of {sample.total:,} entries are drawn: the {sample.worst} with the largest z and "
+                "the rest evenly spaced.")
     else:
-        pick = np.arange(total)
-        note = f"All {total:,} entries are drawn."
-    p_i, o_i, j_i = np.unravel_index(pick, z.shape)
-    x, y, e = ad.ravel()[pick], fd.ravel()[pick], flat[pick]
-    labels = [f"point #{int(pts[p])} · {plotly_text(ctx.names_out[outputs[o]])} / {plotly_text(ctx.names_in[j])}"
-              for p, o, j in zip(p_i, o_i, j_i)]
+        note = f"All {sample.total:,} entries are drawn."
+    x, y, e = sample.ad, sample.fd, sample.z
+    labels = [f"point #{int(p)} · {plotly_text(ctx.names_out[outputs[o]])} / {plotly_text(ctx.names_in[j])}"
+              for p, o, j in zip(sample.point, sample.output, sample.input)]
     ok = e <= max_z
     data = []
     for mask, label, colour, symbol in ((ok, f"within {max_z:g} estimated errors", BLUE, "circle"),

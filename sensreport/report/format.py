@@ -89,6 +89,14 @@ def exact(v: float, sig: int | None = None) -> str:
     return repr(v) if sig is None else repr(float(f"{v:.{sig}g}"))
 
 
+def exact_column(values: np.ndarray, sig: int | None = None) -> list[str]:
+    """:func:`exact` of every value (the same text), without a function call per value."""
+    vals = np.asarray(values, dtype=np.float64).ravel().tolist()
+    if sig is None:
+        return [repr(v) if math.isfinite(v) else "" for v in vals]
+    return [repr(float(f"{v:.{sig}g}")) if math.isfinite(v) else "" for v in vals]
+
+
 def date_text(iso: str | None) -> str:
     """``2026-11-27T06:33:03+00:00`` as ``27 Nov 2026, 06:33 UTC``."""
     import datetime as dt

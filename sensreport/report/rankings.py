@@ -12,7 +12,7 @@ from ..analysis.measures import UNITLESS
 from ..analysis.stats import ranking
 from .context import Context, UNITS
 from .figures import BLACK, BLUE, GREY, figure, ticks
-from .format import csv_cell, exact, format_number, plotly_text, round_list
+from .format import csv_cell, exact_column, format_number, plotly_text, round_list
 
 
 TOP_BARS = 15  # ranking charts show the top 15 inputs plus one "all other N inputs" bar
@@ -118,13 +118,13 @@ def rankings_csv(ctx: Context) -> tuple[list[str], str]:
                                                               for row, o in enumerate(ctx.outputs)]
     for scope, out_name, row in views:
         vals = {m: np.asarray(r.overall[m] if row is None else r.measures[m][row], float) for m in measures}
-        ranks = {m: stats.rank_positions(vals[m]) for m in ctx.rankable}
-        for j in ranking(vals[ctx.primary]):
-            cells = [scope, csv_cell(out_name), csv_cell(ctx.names_in[j])]
-            cells += [int(ranks[m][j]) for m in ctx.rankable]
-            cells += [exact(vals[m][j]) for m in measures]
-            for m in spread_cols:
-                q = ctx.spread_overall[m] if row is None else ctx.spread[m][:, row]
-                cells += [exact(q[0, j], 6), exact(q[2, j], 6)]
-            w.writerow(cells)
+        order = ranking(vals[ctx.primary])
+        # whole columns at once, in the rows' order: the same text as exact() per cell
+        cols = [[int(v) for v in stats.rank_positions(vals[m])[order]] for m in ctx.rankable]
+        cols += [exact_column(vals[m][order]) for m in measures]
+        for m in spread_cols:
+            q = ctx.spread_overall[m] if row is None else ctx.spread[m][:, row]
+            cols += [exact_column(q[0, order], 6), exact_column(q[2, order], 6)]
+        out_cell, names = csv_cell(out_name), [csv_cell(ctx.names_in[j]) for j in order]
+        w.writerows([scope, out_cell, name, *cells] for name, *cells in zip(names, *cols))
     return columns, buf.getvalue()

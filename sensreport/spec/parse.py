@@ -563,6 +563,7 @@ def _build(data: dict, text: str, base: Path, path: Path | None, lines: dict) ->
         memory_budget=parse_size(budget) if budget is not None else None,
         timeout=float(execution["timeout"]) if "timeout" in execution else None,
         arrays=execution.get("arrays", "auto"),
+        compress_arrays=execution.get("compress_arrays", False),
         xla=execution.get("xla", False),
         checks=default_checks(data.get("checks"), base),
         engine=execution.get("engine", "local"),

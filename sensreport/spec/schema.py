@@ -252,6 +252,11 @@ SCHEMA: dict[str, Any] = {
                     "description": "Keep the full derivative arrays: auto (in memory if they fit), memory, "
                     "disk (.npy files written chunk by chunk), none (measures streamed).",
                 },
+                "compress_arrays": {
+                    "type": "boolean",
+                    "description": "Compress arrays.npz (zlib): smaller files, several seconds per 100 MB to "
+                    "write; derivatives of float models rarely compress much. Default false.",
+                },
                 "xla": {"enum": [True, False, "auto"],
                         "description": "Compile derivative kernels with XLA: false (default: reproducible numbers), "
                         "true, or auto (when a timing on the first chunk finds it faster)."},

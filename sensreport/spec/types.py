@@ -80,6 +80,7 @@ class Spec:
     memory_budget: int | None
     timeout: float | None = None  # execution.timeout: seconds the run may take
     arrays: str = "auto"
+    compress_arrays: bool = False  # execution.compress_arrays: arrays.npz through zlib (np.savez_compressed)
     xla: bool | str = False
     checks: dict[str, Any] = field(default_factory=dict)
     engine: str = "local"
