@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from .format import format_number, markdown, percent, tolerance_text
+from .format import css_string, format_number, markdown, percent, tolerance_text
 
 
 def template_dir() -> Path:
@@ -45,6 +45,7 @@ def environment(user_templates: Path | None = None):
     env.filters["tol"] = tolerance_text
     env.filters["seconds"] = seconds_text
     env.filters["markdown"] = markdown
+    env.filters["css_string"] = css_string
     return env
 
 

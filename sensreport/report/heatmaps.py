@@ -10,7 +10,7 @@ from ..analysis import stats
 from ..analysis import summaries as S
 from ..analysis.stats import ranking
 from .context import NOUNS, Context, preview
-from .figures import DIVERGING, SEQUENTIAL, clip_note, figure, heat_axes, heat_height
+from .figures import DIVERGING, SEQUENTIAL, clip_note, figure, heat_axes, heat_height, top_cells
 from .format import format_number, plotly_text, round_list
 
 
@@ -66,7 +66,9 @@ def heatmaps_section(ctx: Context) -> dict | None:
                  "meta": lead_text, "colorscale": SEQUENTIAL, "zmin": clip_abs["low"], "zmax": clip_abs["high"],
                  "zmid": None, "colorbar": {"title": {"text": lead_text}}, "hovertemplate": hover, "xgap": 0,
                  "ygap": 0}
-    variants = {"abs": {"data": [{}], "caption": clip_note(clip_abs, lead_text)}}
+    variants = {"abs": {"data": [{}], "caption": clip_note(clip_abs, lead_text),
+                        "summary": (f"Heatmap of {len(rows)} outputs by {len(cols)} inputs, {lead_text} over the points; "
+                                    f"the largest cells (output / input) are {top_cells(mean_abs, y_names, x_names)}.")}}
     if ctx.deriv is not None:
         signed = ctx.signed_mean[np.ix_(rows, cols)]
         clip_s = S.clip_range(signed, symmetric=True)
@@ -76,13 +78,15 @@ def heatmaps_section(ctx: Context) -> dict | None:
             "layout": {"title": {"text": "Signed mean dy/dx over the points (red: output rises with the input; "
                                          "blue: falls)", "x": 0, "xanchor": "left"}},
             "caption": clip_note(clip_s, "|mean dy/dx| (symmetric around 0)"),
+            "summary": (f"Heatmap of {len(rows)} outputs by {len(cols)} inputs, the signed mean dy/dx over the points; "
+                        f"the largest in size (output / input) are {top_cells(signed, y_names, x_names, signed=True)}."),
         }
     else:
         out["notes"].append("The signed mean needs the per-point derivatives. " + (ctx.deriv_note or ""))
     variants["abs"]["layout"] = {"title": {"text": f"{ctx.label(lead)} over the points (the leading measure)",
                                            "x": 0, "xanchor": "left"}}
     fig = figure("heat-aggregate", [abs_trace], {**axes, "height": height, **variants["abs"]["layout"]},
-                  variants=variants, controls=["heat-kind"], table="matrix")
+                 variants=variants, controls=["heat-kind"], table="matrix", summary=variants["abs"]["summary"])
     out["figures"].append({"fig": fig, "caption": variants["abs"]["caption"],
                            "kinds": [{"value": k, "label": lbl} for k, lbl in
                                      (("abs", ctx.label(lead)), ("signed", "Signed mean dy/dx")) if k in variants]})
@@ -107,7 +111,10 @@ def heatmaps_section(ctx: Context) -> dict | None:
     pvariants = {}
     for i, p in enumerate(shown):
         pvariants[str(i)] = {"data": [{"z": round_list(sub[i], 4), "customdata": ranks_p[i].tolist()}],
-                             "caption": point_caption(ctx, int(p), i, len(shown), P)}
+                             "caption": point_caption(ctx, int(p), i, len(shown), P),
+                             "valuetext": f"point #{int(p)}, {i + 1} of {len(shown)}",
+                             "summary": (f"Heatmap of dy/dx at point #{int(p)}; the largest in size (output / input) "
+                                         f"are {top_cells(sub[i], y_names, x_names, signed=True)}.")}
     trace = {"type": "heatmap", "x": xs, "y": ys, "colorscale": DIVERGING, "zmin": clip_p["low"], "zmax": clip_p["high"],
              "zmid": 0, "colorbar": {"title": {"text": "dy/dx"}}, "hovertemplate": hover_p, **pvariants["0"]["data"][0]}
     notes = [clip_note(clip_p, "|dy/dx| over the points shown") + " The colour range is the same for every point."]
@@ -117,8 +124,8 @@ def heatmaps_section(ctx: Context) -> dict | None:
     if preview_note:
         notes.append(preview_note)
     pfig = figure("heat-point", [trace], {**axes, "height": height,
-                                           "title": {"text": "dy/dx at one point", "x": 0, "xanchor": "left"}},
-                   variants=pvariants, controls=["point"], table="matrix")
+                                          "title": {"text": "dy/dx at one point", "x": 0, "xanchor": "left"}},
+                  variants=pvariants, controls=["point"], table="matrix", summary=pvariants["0"]["summary"])
     out["point"] = {"fig": pfig, "count": len(shown), "caption": pvariants["0"]["caption"], "notes": notes}
     return out
 
@@ -133,7 +140,8 @@ def point_caption(ctx: Context, p: int, i: int, shown: int, total: int) -> str:
                      + (", …" if ctx.n > 6 else ""))
     y = ctx.result.outputs[p]
     outs = ctx.outputs[:4]
-    parts.append("→ " + ", ".join(f"{ctx.names_out[o]} = {format_number(y[o])}" for o in outs)
+    # "inputs → outputs"; image points name no inputs (pixels say little), so no arrow from nothing
+    parts.append(("→ " if parts else "outputs ") + ", ".join(f"{ctx.names_out[o]} = {format_number(y[o])}" for o in outs)
                  + (", …" if len(ctx.outputs) > 4 else ""))
     return f"Point #{p} ({of}): " + " ".join(parts)
 
@@ -162,10 +170,14 @@ def rows_heatmap(ctx: Context, deriv: np.ndarray, cols: list[int], preview_note:
     xs = [plotly_text(ctx.names_in[j]) for j in cols]
     ys = [int(p) for p in shown]
     variants = {}
+    point_names = [f"point #{int(p)}" for p in shown]
+    x_names = [ctx.names_in[j] for j in cols]
     for i, o in enumerate(outputs_shown):
         variants[str(i)] = {
             "data": [{"z": round_list(sub[:, i], 4), "customdata": ranks[:, i].tolist(), "meta": plotly_text(ctx.names_out[o])}],
             "layout": {"title": {"text": f"d {plotly_text(ctx.names_out[o])} / dx at each point", "x": 0, "xanchor": "left"}},
+            "summary": (f"Heatmap of d {ctx.names_out[o]} / dx at {len(shown):,} points by {len(cols)} inputs; the largest "
+                        f"in size (point / input) are {top_cells(sub[:, i], point_names, x_names, signed=True)}."),
         }
     hover = ("input %{x}<br>output %{meta}<br>point #%{y}<br>dy/dx %{z:.4g}<br>rank %{customdata} of " + f"{ctx.n}"
              + " inputs at this point<extra></extra>")
@@ -177,13 +189,12 @@ def rows_heatmap(ctx: Context, deriv: np.ndarray, cols: list[int], preview_note:
                      "arrays.npz.")
     if preview_note:
         notes.append(preview_note)
-    x_names = [ctx.names_in[j] for j in cols]
     height = heat_height(len(shown), 8, x_names)
     axes = heat_axes("input", "point #", x_names)
     axes["yaxis"]["type"] = "linear"
     if len(shown) <= 12:
         axes["yaxis"].update(tickmode="array", tickvals=ys)
     fig = figure("heat-rows", [trace], {**axes, "height": height, **variants["0"]["layout"]},
-                  variants=variants, controls=["row-output"], table="matrix")
+                 variants=variants, controls=["row-output"], table="matrix", summary=variants["0"]["summary"])
     return {"fig": fig, "notes": notes,
             "options": [{"value": str(i), "label": ctx.names_out[o]} for i, o in enumerate(outputs_shown)]}

@@ -12,7 +12,7 @@ from .baseline import baseline_section
 from .checks import check_rows, verdict_banner
 from .context import METHOD_TITLES, NOUNS, Context
 from .environment import environment, plotly_script
-from .figures import PLOT_CONFIG
+from .figures import NARROW_WIDTH, PLOT_CONFIG
 from .format import date_text, to_json
 from .heatmaps import heatmaps_section
 from .images import images_section
@@ -72,9 +72,13 @@ def build_report(result: RunResult) -> dict[str, Any]:
                  "views": {v["value"]: ({"scope": "overall", "output": ""} if v["value"] == "overall" else
                                         {"scope": "output", "output": ctx.names_out[ctx.outputs[int(v["value"][1:])]]})
                            for v in rankings["view_options"]}}
-    payload = {"figures": figures, "downloads": downloads, "table": table, "config": PLOT_CONFIG}
+    payload = {"figures": figures, "downloads": downloads, "table": table, "config": PLOT_CONFIG,
+               "narrow": NARROW_WIDTH}
     prov = r.provenance
+    verdict = verdict_banner(r)
     return {
+        "print_header": " · ".join([r.title or "Sensitivity report", date_text(prov.get("created"))]
+                                   + ([verdict["headline"]] if verdict else [])),
         "title": r.title or "Sensitivity report",
         "description": r.description,
         "created": date_text(prov.get("created")),
@@ -90,7 +94,7 @@ def build_report(result: RunResult) -> dict[str, Any]:
         "measure_source_short": {"jacobian": "full Jacobian", "rows": "selected rows (gradients)",
                                  "finite_difference": "finite differences"}.get(r.measure_source or "", "—"),
         "summary": summary_section(ctx),
-        "verdict": verdict_banner(r),
+        "verdict": verdict,
         "checks": check_rows(r),
         "notes": list(r.notes),
         "methods": methods,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 
 import numpy as np
@@ -31,7 +32,8 @@ def rankings_section(ctx: Context) -> dict | None:
         for key, label, row in views:
             variants[f"{m}|{key}"] = ranking_variant(ctx, m, row, label)
     first = variants[f"{ctx.primary}|{views[0][0]}"]
-    fig = figure("ranking", first["data"], first["layout"], variants=variants, controls=["rank-measure", "rank-view"])
+    fig = figure("ranking", first["data"], first["layout"], variants=variants, controls=["rank-measure", "rank-view"],
+                 summary=first["summary"])
     notes = ["Bars: the measure over all points. Dot and whisker: the median and interquartile range (25th to 75th "
              "percentile) of the per-point values, i.e. how much the input's effect varies from point to point."]
     if not ctx.spread:
@@ -45,6 +47,7 @@ def rankings_section(ctx: Context) -> dict | None:
         notes.append(f"The selector offers the first {SELECT_OUTPUTS} of {ctx.k} outputs; the CSV holds all of them.")
     columns, text = rankings_csv(ctx)
     return {
+        "print": [print_ranking(ctx, row, label) for _, label, row in views],
         "figure": fig,
         "notes": notes,
         "measure_options": [{"value": m, "label": ctx.label(m)} for m in ctx.rankable],
@@ -98,10 +101,29 @@ def ranking_variant(ctx: Context, m: str, row: int | None, view_label: str) -> d
     layout = {"title": {"text": title, "x": 0, "xanchor": "left"}, "height": 110 + 24 * len(names),
               "xaxis": xaxis, "annotations": annotations,
               "yaxis": {"automargin": True, "autorange": "reversed", "type": "category", **ticks(raw)},
-              "showlegend": spread is not None,
-              "legend": {"orientation": "h", "x": 1, "xanchor": "right", "y": 1.0, "yanchor": "bottom"},
+              "showlegend": spread is not None,  # above the bars on the left, clear of the toolbar on the right
+              "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"},
               "bargap": 0.25}
-    return {"data": data, "layout": layout}
+    listed = ", ".join(f"{raw[i]} {format_number(x[i])}" for i in range(min(5, len(top))))
+    summary = (f"Bar chart, {html.unescape(title)}, {what}: the largest of {ctx.n:,} "
+               f"input{'s' if ctx.n != 1 else ''} are {listed}.")
+    return {"data": data, "layout": layout, "summary": summary}
+
+
+def print_ranking(ctx: Context, row: int | None, label: str) -> dict:
+    """One view's top inputs by the leading measure as a table, for print: paper shows every
+    output's ranking, not only the one a selector shows on screen."""
+    m = ctx.primary
+    values = np.asarray(ctx.result.overall[m] if row is None else ctx.result.measures[m][row], dtype=np.float64)
+    share = values if row is None and m not in UNITLESS else stats.shares(values)
+    order = ranking(values)
+    top = order[:TOP_BARS] if ctx.n > TOP_BARS + 1 else order
+    rows = [{"rank": k + 1, "input": ctx.names_in[j], "value": float(values[j]), "share": float(share[j])}
+            for k, j in enumerate(top)]
+    rest = order[len(top):]
+    return {"label": label, "rows": rows, "overall": row is None,
+            "rest": {"count": len(rest), "value": float(np.nansum(values[rest])),
+                     "share": float(np.nansum(share[rest]))} if rest else None}
 
 
 def rankings_csv(ctx: Context) -> tuple[list[str], str]:
