@@ -170,8 +170,18 @@ RESULTS_SCHEMA: dict[str, Any] = {
                                                     "peak RSS."},
         "provenance": {
             "type": "object",
-            "description": "What produced the run: spec and model sha256, versions, seed, command.",
+            "description": "What produced the run: spec, model, points and file sha256, versions, machine, seed, "
+                           "command.",
             "properties": {"spec_sha256": {"type": "string"}, "model_sha256": {"type": ["string", "null"]},
+                           "points_sha256": {"type": "string", "description": "sha256 of the points as read, "
+                                             "little-endian float64 in C order (arrays.npz's points give the same)."},
+                           "files": {"type": "array", "description": "Every file read: spec key, path relative to "
+                                     "the spec's folder, sha256.",
+                                     "items": {"type": "object", "required": ["key", "path", "sha256"]}},
+                           "reproduce": {"type": ["array", "null"], "items": {"type": "string"},
+                                         "description": "The command, to run in the spec's folder."},
+                           "machine": {"type": "object", "description": "CPU model and cores."},
+                           "run_seconds": {"type": ["number", "null"]},
                            "created": {"type": "string"}, "versions": {"type": "object"},
                            "command": {"type": ["array", "null"], "items": {"type": "string"}}},
         },

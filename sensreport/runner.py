@@ -140,6 +140,7 @@ def compute(
                                                  "local engine")
 
         require_ray()  # fail before any work when Ray is missing
+    started = time.perf_counter()
     budget = spec.memory_budget or default_memory_budget()
     prepared = prepare(spec, budget)
     stage("planning the computation")
@@ -180,7 +181,7 @@ def compute(
         timings=timings,
         memory={"budget": plan.budget, "array_bytes": plan.array_bytes, "arrays": plan.arrays,
                 "chunk_points": plan.chunk_points, "peak_rss": _peak_rss(), "execution": computed.facts},
-        provenance=provenance(spec, loaded, prepared.points, command),
+        provenance=provenance(spec, loaded, prepared.points, command, run_seconds=time.perf_counter() - started),
         spec_text=spec.text,
         point_stats=found.point_stats,
         leading_measure=found.leading,

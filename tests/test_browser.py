@@ -467,8 +467,19 @@ def large_report(tmp_path_factory):
     from sensreport.report import render_report
 
     path = tmp_path_factory.mktemp("report-large") / "report.html"
-    path.write_text(render_report(make_result(P=2000, m=20, n=200, rows=(0, 1))), encoding="utf-8")
+    result = make_result(P=2000, m=20, n=200, rows=(0, 1))
+    result.spec_text = LARGE_SPEC  # the points written inline: the spec alone is megabytes
+    path.write_text(render_report(result), encoding="utf-8")
     return path
+
+
+def _large_spec(P: int = 2000, n: int = 200) -> str:
+    rng = np.random.default_rng(1)
+    rows = "\n".join("      - [" + ", ".join(f"{v:.17g}" for v in row) + "]" for row in rng.normal(size=(P, n)))
+    return f"title: Synthetic audit\nmodel: {{callable: synthetic.py:f}}\ninputs:\n  points:\n    values:\n{rows}\n"
+
+
+LARGE_SPEC = _large_spec()
 
 
 @pytest.fixture(scope="session")
@@ -631,4 +642,53 @@ def test_charts_are_described_in_words_and_controls_announce_their_value(reports
     first.focus()
     p.keyboard.press("ArrowRight")
     assert p.evaluate("() => document.activeElement.getAttribute('data-title')") == "Pan"
+    page.clean()
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLE_SPECS))
+def test_provenance_names_the_points_sha256_and_a_relative_command(name, reports, open_page):
+    import hashlib
+
+    folder = reports[name]
+    prov = results(folder)["provenance"]
+    points = np.load(folder / "arrays.npz")["points"]
+    digest = hashlib.sha256(np.ascontiguousarray(points, dtype="<f8").tobytes()).hexdigest()
+    assert prov["points_sha256"] == digest  # an auditor can check which points were used
+    assert {f["key"] for f in prov["files"]} >= {"spec"} and all(not f["path"].startswith("/") for f in prov["files"])
+    assert prov["machine"]["cores"] >= 1 and prov["run_seconds"] > 0
+    page = open_page(folder / "report.html")
+    assert digest in page.page.inner_text("#prov-points-sha256")
+    command = page.page.inner_text("pre.command")
+    assert command.startswith("sensreport ")  # (in-process, the command line is pytest's; test_cli checks its form)
+    assert "cd " not in command and not any(a.startswith("/") for a in command.split())
+    assert "cores" in page.page.inner_text("#prov-machine")
+    page.clean()
+
+
+def test_a_huge_spec_is_shown_capped_and_downloads_compressed(large_report, open_page, tmp_path):
+    import gzip
+
+    from sensreport.report import render_report
+
+    # 2,000 x 200 inline values (8 MB of text, 3.7 MB compressed): the page shows 200 lines and stays under 10 MB
+    assert large_report.stat().st_size < 10e6
+    page = open_page(large_report)
+    assert len(page.page.inner_text("pre.spec").splitlines()) <= 200
+    cut = page.page.inner_text("#spec-cut")
+    assert "the first 200 (up to 50,000 characters) are shown" in cut and "too large to embed even compressed" in cut
+    assert page.page.locator("a[data-download=spec]").count() == 0
+    page.clean()
+    # 300 x 100 values (0.5 MB): shown capped, downloadable in full, compressed
+    result = make_result(P=30, m=3, n=20)
+    result.spec_text = _large_spec(300, 100)
+    path = tmp_path / "report.html"
+    path.write_text(render_report(result), encoding="utf-8")
+    page = open_page(path)
+    assert len(page.page.inner_text("pre.spec").splitlines()) <= 200
+    assert page.page.inner_text("#spec-cut").startswith("The spec has 305 lines")
+    with page.page.expect_download() as dl:
+        page.page.click("a[data-download=spec]")
+    assert dl.value.suggested_filename.endswith(".yaml.gz")
+    assert gzip.decompress(Path(dl.value.path()).read_bytes()).decode() == result.spec_text
+    assert "The download holds all of it, compressed." in page.page.inner_text("#spec-cut")
     page.clean()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+from ..sizes import format_bytes
 from .format import css_string, format_number, markdown, percent, tolerance_text
 
 
@@ -46,6 +47,7 @@ def environment(user_templates: Path | None = None):
     env.filters["seconds"] = seconds_text
     env.filters["markdown"] = markdown
     env.filters["css_string"] = css_string
+    env.filters["bytes"] = format_bytes
     return env
 
 

@@ -16,7 +16,7 @@ from .figures import NARROW_WIDTH, PLOT_CONFIG
 from .format import date_text, to_json
 from .heatmaps import heatmaps_section
 from .images import images_section
-from .provenance import definitions, provenance_section, spec_filename
+from .provenance import definitions, provenance_section, spec_download
 from .rankings import rankings_section
 from .summary import summary_section
 
@@ -54,7 +54,10 @@ def build_report(result: RunResult) -> dict[str, Any]:
                 collect(sec["rows"]["fig"])
     for f in agreement["figures"]:
         collect(f["fig"])
-    downloads = {"spec": {"filename": spec_filename(r), "mime": "text/yaml", "text": r.spec_text}}
+    downloads = {}
+    spec_file = spec_download(r)  # the spec's one copy on the page besides its first lines
+    if spec_file:
+        downloads["spec"] = spec_file
     if rankings:
         downloads["rankings"] = {"filename": rankings["csv"]["filename"], "mime": "text/csv",
                                  "text": rankings["csv"]["text"]}
@@ -100,7 +103,7 @@ def build_report(result: RunResult) -> dict[str, Any]:
         "methods": methods,
         "rankings": rankings and {k: v for k, v in rankings.items() if k != "csv"} | {
             "csv_filename": rankings["csv"]["filename"]},
-        "spec_filename": downloads["spec"]["filename"],
+        "spec_file": spec_file and {k: v for k, v in spec_file.items() if k in ("filename", "mime", "bytes")},
         "no_measures_note": ctx.deriv_note if not ctx.primary else None,
         "heatmaps": heatmaps,
         "images": images,
