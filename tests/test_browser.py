@@ -692,3 +692,18 @@ def test_a_huge_spec_is_shown_capped_and_downloads_compressed(large_report, open
     assert gzip.decompress(Path(dl.value.path()).read_bytes()).decode() == result.spec_text
     assert "The download holds all of it, compressed." in page.page.inner_text("#spec-cut")
     page.clean()
+
+
+def test_the_point_slider_steps_through_the_points_in_a_chosen_order(reports, open_page):
+    folder = reports["tabular"]
+    y = np.load(folder / "arrays.npz")["outputs"]
+    page = open_page(folder / "report.html")
+    p = page.page
+    p.select_option("#ctl-point-order", label="p_default, low to high")
+    lowest = int(np.argsort(y[:, 0], kind="stable")[0])
+    p.wait_for_function(f"() => document.getElementById('cap-heat-point').textContent.startsWith('Point #{lowest} ')")
+    p.eval_on_selector("#ctl-point", "e => { e.value = 39; e.dispatchEvent(new Event('input')); }")
+    highest = int(np.argsort(y[:, 0], kind="stable")[-1])
+    p.wait_for_function(f"() => document.getElementById('cap-heat-point').textContent.startsWith('Point #{highest} ')")
+    assert p.get_attribute("#ctl-point", "aria-valuetext").startswith(f"point #{highest},")
+    page.clean()

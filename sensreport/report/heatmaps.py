@@ -126,8 +126,28 @@ def heatmaps_section(ctx: Context) -> dict | None:
     pfig = figure("heat-point", [trace], {**axes, "height": height,
                                           "title": {"text": "dy/dx at one point", "x": 0, "xanchor": "left"}},
                   variants=pvariants, controls=["point"], table="matrix", summary=pvariants["0"]["summary"])
-    out["point"] = {"fig": pfig, "count": len(shown), "caption": pvariants["0"]["caption"], "notes": notes}
+    order = point_orders(ctx, shown, "point")
+    pfig["spec"]["order"] = {k: order[k] for k in ("control", "slider", "orders")}
+    out["point"] = {"fig": pfig, "count": len(shown), "caption": pvariants["0"]["caption"], "notes": notes,
+                    "orders": order["options"]}
     return out
+
+
+ORDER_OUTPUTS = 10  # outputs the points can be ordered by
+
+
+def point_orders(ctx: Context, shown, slider: str) -> dict:
+    """Orders the point slider can step through: by index, by each output's value (first
+    :data:`ORDER_OUTPUTS`), by the point's largest |dy/dx|; each a list of variant keys."""
+    shown = np.asarray(shown)
+    y = np.asarray(ctx.result.outputs, dtype=np.float64)[shown]
+    orders = {"index": {"label": "point index", "keys": list(range(len(shown)))}}
+    for o in range(min(y.shape[1], ORDER_OUTPUTS)):
+        col = np.where(np.isfinite(y[:, o]), y[:, o], np.inf)
+        orders[f"y{o}"] = {"label": f"{ctx.names_out[o]}, low to high", "keys": np.argsort(col, kind="stable").tolist()}
+    return {"control": f"{slider}-order", "slider": slider,
+            "orders": {k: v["keys"] for k, v in orders.items()},
+            "options": [{"value": k, "label": v["label"]} for k, v in orders.items()]}
 
 
 def point_caption(ctx: Context, p: int, i: int, shown: int, total: int) -> str:
@@ -147,15 +167,11 @@ def point_caption(ctx: Context, p: int, i: int, shown: int, total: int) -> str:
 
 
 def rows_heatmap(ctx: Context, deriv: np.ndarray, cols: list[int], preview_note: str | None) -> dict:
-    """Points x inputs for one output at a time: the rows method's outputs when it ran, else every output."""
-    r = ctx.result
-    rows_m = r.methods.get("rows")
-    if rows_m is not None and rows_m.status == "ok" and rows_m.values is not None and r.measure_source != "rows":
-        source, outputs = rows_m.values, list(rows_m.outputs)
-        intro = "The outputs selected in methods.rows, from their gradients."
-    else:
-        source, outputs = deriv, list(ctx.outputs)
-        intro = "Every output, from the derivatives the measures use."
+    """Points x inputs for one output at a time, every output the measures' derivatives cover
+    (a full Jacobian: all of them, not only those methods.rows selected)."""
+    source, outputs = deriv, list(ctx.outputs)
+    intro = ("Every output, from the derivatives the measures use." if len(outputs) == len(ctx.names_out) else
+             f"The {len(outputs)} outputs with derivatives in this run, from the derivatives the measures use.")
     notes = [intro]
     outputs_shown = outputs[:HEATMAP_OUTPUTS]
     if len(outputs) > len(outputs_shown):

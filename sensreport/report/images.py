@@ -10,7 +10,7 @@ from ..analysis import summaries as S
 from .context import NOUNS, Context, preview
 from .figures import IMAGE_CLIP_PERCENTILE, SEQUENTIAL, figure
 from .format import plotly_text, round_list
-from .heatmaps import point_caption
+from .heatmaps import point_caption, point_orders
 
 
 IMAGE_OUTPUTS = 20
@@ -65,7 +65,10 @@ def images_section(ctx: Context) -> dict | None:
                       "arrays.npz.")
     if preview_note:
         pnotes.append(preview_note)
-    out["point"] = {"fig": pfig, "count": len(shown), "caption": variants["0"]["caption"], "notes": pnotes}
+    order = point_orders(ctx, shown, "img-point")
+    pfig["spec"]["order"] = {k: order[k] for k in ("control", "slider", "orders")}
+    out["point"] = {"fig": pfig, "count": len(shown), "caption": variants["0"]["caption"], "notes": pnotes,
+                    "orders": order["options"]}
     return out
 
 

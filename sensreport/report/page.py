@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..analysis.measures import DEFINITIONS
+from ..analysis.measures import DEFINITIONS, UNITLESS
 from ..results import RunResult
 from .agreement import agreement_section
 from .baseline import baseline_section
@@ -71,6 +71,8 @@ def build_report(result: RunResult) -> dict[str, Any]:
     if rankings:
         table = {"columns": rankings["csv"]["columns"], "measures": [c["key"] for c in rankings["columns"]],
                  "labels": {m: ctx.label(m) for m in DEFINITIONS}, "rankable": ctx.rankable,
+                 # the overall view shows each input's share of the output's total, not the measure itself
+                 "overall_labels": {m: ctx.label(m) + ("" if m in UNITLESS else " (share)") for m in DEFINITIONS},
                  "spread": [m for m in ctx.rankable if m in ctx.spread],
                  "views": {v["value"]: ({"scope": "overall", "output": ""} if v["value"] == "overall" else
                                         {"scope": "output", "output": ctx.names_out[ctx.outputs[int(v["value"][1:])]]})
