@@ -163,6 +163,8 @@ def compute(
         model={"kind": loaded.kind, "source": loaded.source, "sha256": loaded.sha256, "summary": loaded.summary},
         input_names=prepared.input_names,
         output_names=prepared.output_names,
+        input_units=prepared.input_units,
+        output_units=prepared.output_units,
         input_shape=list(prepared.target.input_shape),
         output_shape=list(prepared.target.output_shape),
         points=flat,

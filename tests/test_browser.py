@@ -707,3 +707,28 @@ def test_the_point_slider_steps_through_the_points_in_a_chosen_order(reports, op
     p.wait_for_function(f"() => document.getElementById('cap-heat-point').textContent.startsWith('Point #{highest} ')")
     assert p.get_attribute("#ctl-point", "aria-valuetext").startswith(f"point #{highest},")
     page.clean()
+
+
+def test_declared_units_appear_in_the_summary_tables_hover_and_axes(reports, open_page):
+    folder = reports["tabular"]
+    res = results(folder)
+    assert res["inputs"]["units"]["income_k"] == "kUSD" and res["outputs"]["units"]["p_default"] == "probability"
+    page = open_page(folder / "report.html")
+    p = page.page
+    summary = p.inner_text("ul.sentences")
+    std = np.load(folder / "arrays.npz")["points"][:, 1].std()
+    assert f"of income_k ({std:.4g} kUSD) lowers it by" in summary and "probability" in summary
+    units = p.eval_on_selector_all("#rankings-table tbody td[data-key=unit]", "tds => tds.map(t => t.textContent)")
+    names = p.eval_on_selector_all("#rankings-table tbody td:nth-child(2)", "tds => tds.map(t => t.textContent)")
+    assert dict(zip(names, units)) == res["inputs"]["units"]
+    assert "(up to" not in p.inner_text("#cap-heat-point") and "income_k = " in p.inner_text("#cap-heat-point")
+    assert " kUSD" in p.inner_text("#cap-heat-point") and " probability" in p.inner_text("#cap-heat-point")
+    text = page.hover_cell("heat-aggregate", col=1, row=0)  # income_k, p_default: std-scaled is in p_default's unit
+    assert "probability" in text
+    text = page.hover_cell("heat-point", col=1, row=0)
+    assert "probability per kUSD" in text
+    p.select_option("#ctl-rank-view", label="p_default")
+    p.wait_for_function("() => document.getElementById('fig-ranking').layout.xaxis.title.text.includes('probability')")
+    assert "in probability" in p.evaluate("() => document.getElementById('fig-ranking').layout.xaxis.title.text")
+    assert "probability" in p.text_content("#desc-ranking")
+    page.clean()

@@ -312,3 +312,13 @@ def test_points_sha256_is_that_of_the_points_as_read(cli, write_spec, functions_
     assert files["inputs.points.npy"] == {"key": "inputs.points.npy", "path": "p.npy",
                                           "sha256": hashlib.sha256((tmp_path / "p.npy").read_bytes()).hexdigest()}
     assert files["model.callable"]["path"] == "f.py" and files["spec"]["path"] == "spec.yaml"
+
+
+def test_a_unit_for_an_unknown_name_names_its_key(cli, write_spec, functions_py):
+    spec = write_spec("""
+        model: {callable: f.py:poly, output_names: [a, b], output_units: {a: m, c: s}}
+        inputs: {names: [u, v], units: {u: kg}, points: {values: [[1.0, 2.0]]}}
+        methods: {jacobian: {}}
+        """, f__py=functions_py)
+    r = cli("run", spec)
+    assert r.exit_code == 2 and "model.output_units.c" in r.output and "'c' is not a name of the model's outputs" in r.output

@@ -30,6 +30,8 @@ class Prepared:
     ad_blocked: str | None  # why automatic derivatives cannot run, if they cannot
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    input_units: list[str] = field(default_factory=list)  # per input, "" where none is declared
+    output_units: list[str] = field(default_factory=list)
 
     @property
     def target(self) -> engine.Target:
@@ -73,7 +75,19 @@ def prepare(spec: Spec, budget: int) -> Prepared:
     ad_blocked, warnings = None, []
     if spec.jacobian_mode or row_idx:
         ad_blocked, warnings = _gradient_findings(target)
-    return Prepared(points, loaded, x, y, input_names, output_names, row_idx, ad_blocked, warnings, timings)
+    return Prepared(points, loaded, x, y, input_names, output_names, row_idx, ad_blocked, warnings, timings,
+                    input_units=_units(spec.input_units, input_names, "inputs.units"),
+                    output_units=_units(spec.model.output_units, output_names, "model.output_units"))
+
+
+def _units(units: dict[str, str], names: list[str], key: str) -> list[str]:
+    """Each name's declared unit ("" for none); a unit for a name that is not there is refused."""
+    unknown = [u for u in units if u not in names]
+    if unknown:
+        hint = ", ".join(names[:10]) + (", …" if len(names) > 10 else "")
+        raise InputError(f"{key}.{unknown[0]}", f"'{unknown[0]}' is not a name of the model's "
+                         f"{'inputs' if key.startswith('inputs') else 'outputs'} ({hint})")
+    return [str(units.get(n, "")) for n in names]
 
 
 def _gradient_findings(target: engine.Target) -> tuple[str | None, list[str]]:

@@ -62,11 +62,18 @@ def heatmaps_section(ctx: Context) -> dict | None:
     hover = ("input %{x}<br>output %{y}<br>%{meta} %{z:.4g}<br>rank %{customdata} of " + f"{ctx.n}"
              + f" inputs for this output by {lead_text}<extra></extra>")
     clip_abs = S.clip_range(mean_abs)
+    # declared units in the hover: the leading measure's and dy/dx's, per cell
+    lead_units = [[plotly_text(ctx.measure_unit(lead, ctx.outputs[i], j)) for j in cols] for i in rows]
+    rate_units = [[plotly_text(ctx.rate_unit(ctx.outputs[i], j)) for j in cols] for i in rows]
+    with_units = ctx.has_units
     abs_trace = {"type": "heatmap", "x": xs, "y": ys, "z": round_list(mean_abs), "customdata": ranks.tolist(),
                  "meta": lead_text, "colorscale": SEQUENTIAL, "zmin": clip_abs["low"], "zmax": clip_abs["high"],
                  "zmid": None, "colorbar": {"title": {"text": lead_text}}, "hovertemplate": hover, "xgap": 0,
                  "ygap": 0}
-    variants = {"abs": {"data": [{}], "caption": clip_note(clip_abs, lead_text),
+    if with_units:
+        abs_trace["text"] = lead_units
+        abs_trace["hovertemplate"] = hover.replace("%{z:.4g}", "%{z:.4g} %{text}")
+    variants = {"abs": {"data": [{"text": lead_units} if with_units else {}], "caption": clip_note(clip_abs, lead_text),
                         "summary": (f"Heatmap of {len(rows)} outputs by {len(cols)} inputs, {lead_text} over the points; "
                                     f"the largest cells (output / input) are {top_cells(mean_abs, y_names, x_names)}.")}}
     if ctx.deriv is not None:
@@ -74,7 +81,8 @@ def heatmaps_section(ctx: Context) -> dict | None:
         clip_s = S.clip_range(signed, symmetric=True)
         variants["signed"] = {
             "data": [{"z": round_list(signed), "meta": "mean dy/dx", "colorscale": DIVERGING, "zmin": clip_s["low"],
-                      "zmax": clip_s["high"], "zmid": 0, "colorbar": {"title": {"text": "mean dy/dx"}}}],
+                      "zmax": clip_s["high"], "zmid": 0, "colorbar": {"title": {"text": "mean dy/dx"}},
+                      **({"text": rate_units} if with_units else {})}],
             "layout": {"title": {"text": "Signed mean dy/dx over the points (red: output rises with the input; "
                                          "blue: falls)", "x": 0, "xanchor": "left"}},
             "caption": clip_note(clip_s, "|mean dy/dx| (symmetric around 0)"),
@@ -117,6 +125,9 @@ def heatmaps_section(ctx: Context) -> dict | None:
                                          f"are {top_cells(sub[i], y_names, x_names, signed=True)}.")}
     trace = {"type": "heatmap", "x": xs, "y": ys, "colorscale": DIVERGING, "zmin": clip_p["low"], "zmax": clip_p["high"],
              "zmid": 0, "colorbar": {"title": {"text": "dy/dx"}}, "hovertemplate": hover_p, **pvariants["0"]["data"][0]}
+    if with_units:  # the same for every point: in the base trace only
+        trace["text"] = rate_units
+        trace["hovertemplate"] = hover_p.replace("%{z:.4g}", "%{z:.4g} %{text}")
     notes = [clip_note(clip_p, "|dy/dx| over the points shown") + " The colour range is the same for every point."]
     if len(shown) < P:
         notes.append(f"Cell budget: {len(shown):,} of {P:,} points are embedded, evenly spaced "
@@ -156,12 +167,13 @@ def point_caption(ctx: Context, p: int, i: int, shown: int, total: int) -> str:
     parts = []
     if not ctx.image:
         x = ctx.result.points[p]
-        parts.append(", ".join(f"{ctx.names_in[j]} = {format_number(x[j])}" for j in range(min(6, ctx.n)))
+        parts.append(", ".join(f"{ctx.names_in[j]} = {ctx.value_text(x[j], ctx.units_in[j])}" for j in range(min(6, ctx.n)))
                      + (", …" if ctx.n > 6 else ""))
     y = ctx.result.outputs[p]
     outs = ctx.outputs[:4]
     # "inputs → outputs"; image points name no inputs (pixels say little), so no arrow from nothing
-    parts.append(("→ " if parts else "outputs ") + ", ".join(f"{ctx.names_out[o]} = {format_number(y[o])}" for o in outs)
+    parts.append(("→ " if parts else "outputs ") + ", ".join(f"{ctx.names_out[o]} = {ctx.value_text(y[o], ctx.units_out[o])}"
+                                                             for o in outs)
                  + (", …" if len(ctx.outputs) > 4 else ""))
     return f"Point #{p} ({of}): " + " ".join(parts)
 

@@ -74,6 +74,7 @@ def build_report(result: RunResult) -> dict[str, Any]:
                  # the overall view shows each input's share of the output's total, not the measure itself
                  "overall_labels": {m: ctx.label(m) + ("" if m in UNITLESS else " (share)") for m in DEFINITIONS},
                  "spread": [m for m in ctx.rankable if m in ctx.spread],
+                 "units": {n: u for n, u in zip(ctx.names_in, ctx.units_in) if u} if any(ctx.units_in) else None,
                  "views": {v["value"]: ({"scope": "overall", "output": ""} if v["value"] == "overall" else
                                         {"scope": "output", "output": ctx.names_out[ctx.outputs[int(v["value"][1:])]]})
                            for v in rankings["view_options"]}}

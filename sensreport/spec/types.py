@@ -41,6 +41,7 @@ class ModelSpec:
     input_key: str | None = None
     output_key: str | None = None
     output_names: tuple[str, ...] | None = None
+    output_units: dict[str, str] = field(default_factory=dict)  # model.output_units: output name -> unit
     #: an in-memory model given to run() in a spec mapping (a keras.Model or a callable);
     #: ``target`` then describes it
     obj: Any = field(default=None, compare=False)
@@ -88,4 +89,5 @@ class Spec:
     #: report.mlflow: what to log the run to MLflow with ({experiment, run_name, tags}); None: not logged
     mlflow: dict[str, Any] | None = None
     lines: dict[tuple, int] = field(default_factory=dict, repr=False, compare=False)
+    input_units: dict[str, str] = field(default_factory=dict)  # inputs.units: input name -> unit
 
