@@ -732,3 +732,24 @@ def test_declared_units_appear_in_the_summary_tables_hover_and_axes(reports, ope
     assert "in probability" in p.evaluate("() => document.getElementById('fig-ranking').layout.xaxis.title.text")
     assert "probability" in p.text_content("#desc-ranking")
     page.clean()
+
+
+def test_dependence_view_draws_each_inputs_derivative_against_its_value(reports, open_page):
+    folder = reports["tabular"]
+    arrays = np.load(folder / "arrays.npz")
+    page = open_page(folder / "report.html")
+    p = page.page
+    assert p.eval_on_selector_all("#ctl-dep-output option", "os => os.map(o => o.textContent)") == ["p_default", "p_late"]
+    assert len(p.eval_on_selector_all("#ctl-dep-input option", "os => os")) == 5
+    p.select_option("#ctl-dep-output", label="p_late")
+    p.select_option("#ctl-dep-input", label="debt_ratio")
+    p.wait_for_function("() => document.getElementById('title-dependence').textContent.startsWith('d p_late / d debt_ratio')")
+    np.testing.assert_allclose(page.data("dependence", 0, "x"), sig(arrays["points"][:, 2], 6))
+    np.testing.assert_allclose(page.data("dependence", 0, "y"), sig(arrays["jacobian"][:, 1, 2], 6))
+    assert "probability per ratio" in p.evaluate("() => document.getElementById('fig-dependence').layout.yaxis.title.text")
+    assert "coloured by" in p.inner_text("#title-dependence")
+    assert p.text_content("#desc-dependence").startswith("Scatter of d p_late / d debt_ratio against debt_ratio at 40 points")
+    details = p.locator('details.numbers[data-figure="dependence"]')
+    details.locator("summary").click()
+    assert details.locator("tbody tr").count() == 40
+    page.clean()

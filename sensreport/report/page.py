@@ -14,6 +14,7 @@ from .context import METHOD_TITLES, NOUNS, Context
 from .environment import environment, plotly_script
 from .figures import NARROW_WIDTH, PLOT_CONFIG
 from .format import date_text, to_json
+from .dependence import dependence_section
 from .heatmaps import heatmaps_section
 from .images import images_section
 from .provenance import definitions, provenance_section, spec_download
@@ -35,6 +36,7 @@ def build_report(result: RunResult) -> dict[str, Any]:
     rankings = rankings_section(ctx)
     heatmaps = heatmaps_section(ctx)
     images = images_section(ctx)
+    dependence = dependence_section(ctx)
     agreement = agreement_section(ctx)
     figures: dict[str, Any] = {}
 
@@ -52,6 +54,8 @@ def build_report(result: RunResult) -> dict[str, Any]:
                 collect(sec["point"]["fig"])
             if sec.get("rows"):
                 collect(sec["rows"]["fig"])
+    if dependence:
+        collect(dependence["fig"])
     for f in agreement["figures"]:
         collect(f["fig"])
     downloads = {}
@@ -110,6 +114,7 @@ def build_report(result: RunResult) -> dict[str, Any]:
         "no_measures_note": ctx.deriv_note if not ctx.primary else None,
         "heatmaps": heatmaps,
         "images": images,
+        "dependence": dependence,
         "agreement": agreement,
         "baseline": baseline_section(r),
         "provenance": provenance_section(r),
