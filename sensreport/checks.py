@@ -145,8 +145,8 @@ def _ranking_stability(r: RunResult, cfg: dict) -> list[CheckResult]:
     rho, ov, k = st["median_spearman"], st["mean_overlap"], r.point_stats.top_k
     lo_rho, lo_ov = cfg["min_spearman"], cfg["min_overlap"]
     unstable = [row for row in range(len(rho)) if (np.isfinite(rho[row]) and rho[row] < lo_rho) or ov[row] < lo_ov]
-    what = (f"median Spearman correlation between each point's ranking and the overall ranking, and the share of "
-            f"the top {k} inputs in common")
+    what = ("median Spearman correlation between each point's ranking and the overall ranking, and the share of "
+            + ("the top input in common" if k == 1 else f"the top {k} inputs in common"))
     items = [f"{r.output_names[r.measure_outputs[row]]}: median Spearman {rho[row]:.2f}, top-{k} overlap "
              f"{_share(ov[row])}" for row in unstable[:10]]
     if len(unstable) > 10:

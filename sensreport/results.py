@@ -175,6 +175,9 @@ class RunResult:
     #: ops of the model with a tf.custom_gradient (reverse mode honours them)
     custom_gradients: list[str] = field(default_factory=list)
     baseline: dict[str, Any] | None = None  # comparison with a previous run, if any
+    #: declared units (inputs.units, model.output_units), one per name, "" where none
+    input_units: list[str] = field(default_factory=list)
+    output_units: list[str] = field(default_factory=list)
     #: how the run went, for information (engine choices and fallbacks, array storage);
     #: ``warnings`` are what may make the numbers differ from the truth
     notes: list[str] = field(default_factory=list)
@@ -298,7 +301,8 @@ class RunResult:
     def inputs_dict(self) -> dict[str, Any]:
         """results.json's ``inputs``: the differentiated inputs' names and shape, every model
         input (``tensors``), the held ones with the values seen (``fixed``), the groups."""
-        d: dict[str, Any] = {"names": self.input_names, "shape": self.input_shape}
+        d: dict[str, Any] = {"names": self.input_names, "shape": self.input_shape,
+                             "units": {n: u for n, u in zip(self.input_names, self.input_units) if u}}
         lay = self.layout
         d["tensors"] = [t.to_dict() for t in lay.tensors] if lay else []
         d["fixed"] = [h.to_dict() for h in lay.held] if lay else []
@@ -323,7 +327,8 @@ class RunResult:
             "model": self.model,
             "inputs": self.inputs_dict(),
             "custom_gradients": list(self.custom_gradients),
-            "outputs": {"names": self.output_names, "shape": self.output_shape},
+            "outputs": {"names": self.output_names, "shape": self.output_shape,
+                        "units": {n: u for n, u in zip(self.output_names, self.output_units) if u}},
             "points": int(len(self.points)),
             "methods": {name: m.to_dict() for name, m in self.methods.items()},
             "measures": {"source": self.measure_source, "shown": self.shown_measures, "leading": self.leading_measure,

@@ -126,6 +126,8 @@ RESULTS_SCHEMA: dict[str, Any] = {
                        "names": {**_NAMES, "description": "Names of the flattened differentiated inputs: the "
                                                           "Jacobian's columns."},
                        "shape": {"type": "array", "items": {"type": "integer"}},
+                       "units": {"type": "object", "additionalProperties": {"type": "string"},
+                                 "description": "Declared units by name (only those declared)."},
                        "tensors": {"type": "array", "description": "Every model input in the model's order.",
                                    "items": {"type": "object", "required": ["name", "shape", "dtype", "fixed", "names"],
                                              "properties": {"name": {"type": "string"},
@@ -146,7 +148,9 @@ RESULTS_SCHEMA: dict[str, Any] = {
                                   "additionalProperties": _NAMES}}},
         "outputs": {"type": "object", "required": ["names", "shape"],
                     "properties": {"names": {**_NAMES, "description": "Names of the flattened outputs."},
-                                   "shape": {"type": "array", "items": {"type": "integer"}}}},
+                                   "units": {"type": "object", "additionalProperties": {"type": "string"},
+                                            "description": "Declared units by name (only those declared)."},
+                                  "shape": {"type": "array", "items": {"type": "integer"}}}},
         "custom_gradients": {**_NAMES, "description": "Ops of the model with a tf.custom_gradient."},
         "points": {"type": "integer", "minimum": 1, "description": "How many points were evaluated."},
         "methods": {
@@ -212,8 +216,18 @@ RESULTS_SCHEMA: dict[str, Any] = {
                                                     "peak RSS."},
         "provenance": {
             "type": "object",
-            "description": "What produced the run: spec and model sha256, versions, seed, command.",
+            "description": "What produced the run: spec, model, points and file sha256, versions, machine, seed, "
+                           "command.",
             "properties": {"spec_sha256": {"type": "string"}, "model_sha256": {"type": ["string", "null"]},
+                           "points_sha256": {"type": "string", "description": "sha256 of the points as read, "
+                                             "little-endian float64 in C order (arrays.npz's points give the same)."},
+                           "files": {"type": "array", "description": "Every file read: spec key, path relative to "
+                                     "the spec's folder, sha256.",
+                                     "items": {"type": "object", "required": ["key", "path", "sha256"]}},
+                           "reproduce": {"type": ["array", "null"], "items": {"type": "string"},
+                                         "description": "The command, to run in the spec's folder."},
+                           "machine": {"type": "object", "description": "CPU model and cores."},
+                           "run_seconds": {"type": ["number", "null"]},
                            "created": {"type": "string"}, "versions": {"type": "object"},
                            "command": {"type": ["array", "null"], "items": {"type": "string"}}},
         },

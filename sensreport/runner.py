@@ -144,6 +144,7 @@ def compute(
                                                  "local engine")
 
         require_ray()  # fail before any work when Ray is missing
+    started = time.perf_counter()
     budget = spec.memory_budget or default_memory_budget()
     prepared = prepare(spec, budget)
     check_discrete(spec.discrete, prepared.layout.held)  # before any heavy work
@@ -177,6 +178,8 @@ def compute(
         model={"kind": loaded.kind, "source": loaded.source, "sha256": loaded.sha256, "summary": loaded.summary},
         input_names=prepared.input_names,
         output_names=prepared.output_names,
+        input_units=prepared.input_units,
+        output_units=prepared.output_units,
         input_shape=list(prepared.target.input_shape),
         output_shape=list(prepared.target.output_shape),
         points=flat,
@@ -195,7 +198,8 @@ def compute(
         timings=timings,
         memory={"budget": plan.budget, "array_bytes": plan.array_bytes, "arrays": plan.arrays,
                 "chunk_points": plan.chunk_points, "peak_rss": _peak_rss(), "execution": computed.facts},
-        provenance=provenance(spec, loaded, prepared.points, command),
+        provenance=provenance(spec, loaded, prepared.points, command, run_seconds=time.perf_counter() - started,
+                              flat=flat, arrays=prepared.layout.arrays),
         spec_text=spec.text,
         point_stats=found.point_stats,
         leading_measure=found.leading,

@@ -441,3 +441,315 @@ def test_toolbars_offer_no_cloud_button_and_one_tab_stop_per_chart(name, reports
     page.page.emulate_media(media="print")
     assert page.page.eval_on_selector_all(".modebar", "els => els.filter(e => getComputedStyle(e).display !== 'none').length") == 0
     page.clean()
+
+
+# --------------------------------------------------------------------------- every reader: phone, print, keyboard, screen reader
+PHONE = {"width": 390, "height": 844}
+A4_CONTENT = 703  # px: A4's 210 mm less the print stylesheet's 12 mm margins, at 96 px per inch
+LETTER_CONTENT = 725  # px: Letter's 8.5 in less the same margins
+
+#: Elements that stick out to the right of the page, unless a scroll container that fits holds them.
+OVERFLOW = """() => { const W = document.documentElement.clientWidth; const out = [];
+  for (const e of document.querySelectorAll('body *')) {
+    const r = e.getBoundingClientRect();
+    if (r.width === 0 || r.right <= W + 1) continue;
+    let p = e.parentElement, held = false;
+    while (p) { if (getComputedStyle(p).overflowX !== 'visible' && p.getBoundingClientRect().right <= W + 1) { held = true; break; }
+                p = p.parentElement; }
+    if (!held) out.push(`${e.tagName.toLowerCase()}#${e.id}.${typeof e.className === 'string' ? e.className : ''} ${Math.round(r.right)}`);
+  }
+  return {scroll: document.documentElement.scrollWidth, inner: window.innerWidth, over: out.slice(0, 10)}; }"""
+
+
+@pytest.fixture(scope="session")
+def large_report(tmp_path_factory):
+    """The 2,000 points x 20 outputs x 200 inputs report (two selected rows), rendered once."""
+    from sensreport.report import render_report
+
+    path = tmp_path_factory.mktemp("report-large") / "report.html"
+    result = make_result(P=2000, m=20, n=200, rows=(0, 1))
+    result.spec_text = LARGE_SPEC  # the points written inline: the spec alone is megabytes
+    path.write_text(render_report(result), encoding="utf-8")
+    return path
+
+
+def _large_spec(P: int = 2000, n: int = 200) -> str:
+    rng = np.random.default_rng(1)
+    rows = "\n".join("      - [" + ", ".join(f"{v:.17g}" for v in row) + "]" for row in rng.normal(size=(P, n)))
+    return f"title: Synthetic audit\nmodel: {{callable: synthetic.py:f}}\ninputs:\n  points:\n    values:\n{rows}\n"
+
+
+LARGE_SPEC = _large_spec()
+
+
+@pytest.fixture(scope="session")
+def run_pages(reports, tmp_path_factory):
+    """The history page over two runs and the comparison page of two runs (the tabular example's)."""
+    from sensreport.report.history import write_comparison, write_history
+
+    runs = tmp_path_factory.mktemp("runs")
+    for name in ("2026-11-01", "2026-11-02"):
+        shutil.copytree(reports["tabular"], runs / name)
+    doc = json.loads((runs / "2026-11-02" / "results.json").read_text())
+    doc["provenance"]["created"] = "2026-11-02T06:00:00+00:00"
+    (runs / "2026-11-02" / "results.json").write_text(json.dumps(doc))
+    history, _ = write_history(runs)
+    compare = write_comparison(runs / "2026-11-01", runs / "2026-11-02", runs / "compare.html")
+    return {"history": history, "compare": compare}
+
+
+PAGES = list(EXAMPLE_SPECS) + ["large", "history", "compare"]
+
+
+def page_path(name, reports, large_report, run_pages) -> Path:
+    if name == "large":
+        return large_report
+    if name in run_pages:
+        return run_pages[name]
+    return reports[name] / "report.html"
+
+
+def open_at(browser, path: Path, viewport: dict) -> Page:
+    page = Page(browser, path)
+    page.page.set_viewport_size(viewport)
+    page.page.wait_for_timeout(400)  # plotly's responsive resize
+    return page
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_no_sideways_scrolling_on_a_phone(name, browser, reports, large_report, run_pages):
+    page = open_at(browser, page_path(name, reports, large_report, run_pages), PHONE)
+    try:
+        found = page.page.evaluate(OVERFLOW)
+        print(f"\n{name} at 390 px: document {found['scroll']} px wide")
+        assert found["scroll"] <= found["inner"] == 390 and found["over"] == [], found
+        # every table sits in a scroll container; controls wrap inside their card
+        assert page.page.eval_on_selector_all(
+            "table", "ts => ts.filter(t => !t.closest('.scroll') && !t.closest('.print-only')).length") == 0
+        if name == "tabular":
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.page.screenshot(path=str(ARTIFACTS / "report-tabular-phone.png"), full_page=True)
+        page.clean()
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_print_fits_the_page_and_hides_the_controls(name, browser, reports, large_report, run_pages, tmp_path):
+    path = page_path(name, reports, large_report, run_pages)
+    page = open_at(browser, path, {"width": 1440, "height": 900})  # drawn at desktop width, then printed
+    p = page.page
+    try:
+        for width in (A4_CONTENT, LETTER_CONTENT):
+            p.emulate_media(media="print")
+            p.set_viewport_size({"width": width, "height": 1000})
+            p.wait_for_timeout(400)
+            found = p.evaluate(OVERFLOW)
+            assert found["scroll"] <= width and found["over"] == [], (width, found)
+            for fid in p.eval_on_selector_all(".js-plotly-plot", "els => els.map(e => e.id)"):
+                box = p.locator(f"#{fid} .svg-container").bounding_box()
+                assert box["width"] <= width + 1, (fid, box)
+        hidden = p.evaluate("""() => [...document.querySelectorAll(
+            '.controls, details.numbers, a.download, nav, .modebar, input, select')].filter(
+            e => e.getClientRects().length > 0).map(e => e.outerHTML.slice(0, 80))""")
+        assert hidden == []
+        assert p.evaluate("() => getComputedStyle(document.querySelector('figure.chart')).breakInside") == "avoid"
+        if name in EXAMPLE_SPECS or name == "large":
+            # every output's ranking reaches paper, not only the one the selector shows
+            res = results(reports[name]) if name in EXAMPLE_SPECS else None
+            views = p.eval_on_selector_all("#print-rankings table caption", "cs => cs.map(c => c.textContent)")
+            shown = p.eval_on_selector_all("#ctl-rank-view option", "os => os.map(o => o.textContent)")
+            assert views and views == shown
+            assert p.locator("#print-rankings").is_visible()
+            if res is not None and len(res["outputs"]["names"]) > 1:
+                first = p.eval_on_selector_all("#print-rankings table:nth-of-type(2) tbody tr td:nth-child(2)",
+                                               "tds => tds.map(t => t.textContent)")
+                out = views[1]
+                assert first[:3] == res["rankings"][res["measures"]["leading"]]["per_output"][out][:3]
+        for fmt in ("A4", "Letter"):
+            pdf = tmp_path / f"{name}-{fmt}.pdf"
+            p.pdf(path=str(pdf), format=fmt)
+            assert pdf.read_bytes()[:5] == b"%PDF-"
+        if name == "tabular":
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            p.set_viewport_size({"width": A4_CONTENT, "height": 1000})
+            p.screenshot(path=str(ARTIFACTS / "report-tabular-print.png"), full_page=True)
+        page.clean()
+    finally:
+        page.close()
+
+
+def test_toolbars_on_the_history_and_comparison_pages_offer_no_cloud_button(browser, run_pages):
+    for path in run_pages.values():
+        page = Page(browser, path)
+        try:
+            titles = page.page.eval_on_selector_all(".modebar-btn", "els => els.map(e => e.getAttribute('data-title'))")
+            assert titles and set(titles) == {"Zoom", "Pan", "Reset axes", "Download plot as a PNG"}
+            assert page.page.locator("text=Share chart").count() == 0
+            charts = page.page.eval_on_selector_all(".js-plotly-plot", "els => els.length")
+            stops = page.page.eval_on_selector_all(".modebar-btn", "els => els.filter(e => e.getAttribute('tabindex') !== '-1').length")
+            assert stops == charts
+            page.clean()
+        finally:
+            page.close()
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_axe_finds_no_serious_accessibility_violations(name, browser, reports, large_report, run_pages):
+    from axe_playwright_python.sync_playwright import Axe
+
+    page = Page(browser, page_path(name, reports, large_report, run_pages))
+    try:
+        tags = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+        found = Axe().run(page.page, options={"runOnly": {"type": "tag", "values": tags}}).response["violations"]
+        print(f"\n{name}: axe-core {len(found)} violations ({', '.join(v['id'] + ':' + v['impact'] for v in found) or 'none'})")
+        serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"][:3]]) for v in found
+                   if v["impact"] in ("serious", "critical")]
+        assert serious == []
+        page.clean()
+    finally:
+        page.close()
+
+
+def test_charts_are_described_in_words_and_controls_announce_their_value(reports, open_page):
+    page = open_page(reports["tabular"] / "report.html")
+    p = page.page
+    for fid in page.figures():
+        fig = p.locator(f"#fig-{fid}").locator("xpath=ancestor::figure[1]")
+        title, desc = fig.get_attribute("aria-labelledby"), fig.get_attribute("aria-describedby")
+        assert p.inner_text(f"#{title}") and len(p.text_content(f"#{desc}")) > 40, fid
+        # the drawing itself is hidden from screen readers: its tick labels would be read one by one
+        assert p.eval_on_selector_all(f"#fig-{fid} .main-svg", "ss => ss.every(s => s.getAttribute('aria-hidden') === 'true')")
+    assert "late_payments" in p.text_content("#desc-ranking")
+    assert p.get_attribute("#cap-heat-point", "aria-live") == "polite"
+    slider = p.locator("#ctl-point")
+    assert slider.get_attribute("aria-valuetext") == "point #0, 1 of 40"
+    slider.focus()
+    p.keyboard.press("ArrowRight")
+    p.wait_for_function("() => document.getElementById('ctl-point').getAttribute('aria-valuetext') === 'point #1, 2 of 40'")
+    assert p.inner_text("#val-point") == "point #1, 2 of 40"
+    assert p.text_content("#desc-heat-point").startswith("Heatmap of dy/dx at point #1")
+    # sorting by keyboard keeps the focus on the header
+    p.focus("#rankings-table th[data-key=input]")
+    p.keyboard.press("Enter")
+    assert p.evaluate("() => document.activeElement.getAttribute('data-key')") == "input"
+    assert p.get_attribute("#rankings-table th[data-key=input]", "aria-sort") == "ascending"
+    p.keyboard.press("Enter")
+    assert p.evaluate("() => document.activeElement.getAttribute('data-key')") == "input"
+    assert p.get_attribute("#rankings-table th[data-key=input]", "aria-sort") == "descending"
+    # a toolbar is one tab stop; the arrow keys move along it
+    first = p.locator("#fig-ranking .modebar-btn").first
+    first.focus()
+    p.keyboard.press("ArrowRight")
+    assert p.evaluate("() => document.activeElement.getAttribute('data-title')") == "Pan"
+    page.clean()
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLE_SPECS))
+def test_provenance_names_the_points_sha256_and_a_relative_command(name, reports, open_page):
+    import hashlib
+
+    folder = reports[name]
+    prov = results(folder)["provenance"]
+    points = np.load(folder / "arrays.npz")["points"]
+    digest = hashlib.sha256(np.ascontiguousarray(points, dtype="<f8").tobytes()).hexdigest()
+    assert prov["points_sha256"] == digest  # an auditor can check which points were used
+    assert {f["key"] for f in prov["files"]} >= {"spec"} and all(not f["path"].startswith("/") for f in prov["files"])
+    assert prov["machine"]["cores"] >= 1 and prov["run_seconds"] > 0
+    page = open_page(folder / "report.html")
+    assert digest in page.page.inner_text("#prov-points-sha256")
+    command = page.page.inner_text("pre.command")
+    assert command.startswith("sensreport ")  # (in-process, the command line is pytest's; test_cli checks its form)
+    assert "cd " not in command and not any(a.startswith("/") for a in command.split())
+    assert "cores" in page.page.inner_text("#prov-machine")
+    page.clean()
+
+
+def test_a_huge_spec_is_shown_capped_and_downloads_compressed(large_report, open_page, tmp_path):
+    import gzip
+
+    from sensreport.report import render_report
+
+    # 2,000 x 200 inline values (8 MB of text, 3.7 MB compressed): the page shows 200 lines and stays under 10 MB
+    assert large_report.stat().st_size < 10e6
+    page = open_page(large_report)
+    assert len(page.page.inner_text("pre.spec").splitlines()) <= 200
+    cut = page.page.inner_text("#spec-cut")
+    assert "the first 200 (up to 50,000 characters) are shown" in cut and "too large to embed even compressed" in cut
+    assert page.page.locator("a[data-download=spec]").count() == 0
+    page.clean()
+    # 300 x 100 values (0.5 MB): shown capped, downloadable in full, compressed
+    result = make_result(P=30, m=3, n=20)
+    result.spec_text = _large_spec(300, 100)
+    path = tmp_path / "report.html"
+    path.write_text(render_report(result), encoding="utf-8")
+    page = open_page(path)
+    assert len(page.page.inner_text("pre.spec").splitlines()) <= 200
+    assert page.page.inner_text("#spec-cut").startswith("The spec has 305 lines")
+    with page.page.expect_download() as dl:
+        page.page.click("a[data-download=spec]")
+    assert dl.value.suggested_filename.endswith(".yaml.gz")
+    assert gzip.decompress(Path(dl.value.path()).read_bytes()).decode() == result.spec_text
+    assert "The download holds all of it, compressed." in page.page.inner_text("#spec-cut")
+    page.clean()
+
+
+def test_the_point_slider_steps_through_the_points_in_a_chosen_order(reports, open_page):
+    folder = reports["tabular"]
+    y = np.load(folder / "arrays.npz")["outputs"]
+    page = open_page(folder / "report.html")
+    p = page.page
+    p.select_option("#ctl-point-order", label="p_default, low to high")
+    lowest = int(np.argsort(y[:, 0], kind="stable")[0])
+    p.wait_for_function(f"() => document.getElementById('cap-heat-point').textContent.startsWith('Point #{lowest} ')")
+    p.eval_on_selector("#ctl-point", "e => { e.value = 39; e.dispatchEvent(new Event('input')); }")
+    highest = int(np.argsort(y[:, 0], kind="stable")[-1])
+    p.wait_for_function(f"() => document.getElementById('cap-heat-point').textContent.startsWith('Point #{highest} ')")
+    assert p.get_attribute("#ctl-point", "aria-valuetext").startswith(f"point #{highest},")
+    page.clean()
+
+
+def test_declared_units_appear_in_the_summary_tables_hover_and_axes(reports, open_page):
+    folder = reports["tabular"]
+    res = results(folder)
+    assert res["inputs"]["units"]["income_k"] == "kUSD" and res["outputs"]["units"]["p_default"] == "probability"
+    page = open_page(folder / "report.html")
+    p = page.page
+    summary = p.inner_text("ul.sentences")
+    std = np.load(folder / "arrays.npz")["points"][:, 1].std()
+    assert f"of income_k ({std:.4g} kUSD) lowers it by" in summary and "probability" in summary
+    units = p.eval_on_selector_all("#rankings-table tbody td[data-key=unit]", "tds => tds.map(t => t.textContent)")
+    names = p.eval_on_selector_all("#rankings-table tbody td:nth-child(2)", "tds => tds.map(t => t.textContent)")
+    assert dict(zip(names, units)) == res["inputs"]["units"]
+    assert "(up to" not in p.inner_text("#cap-heat-point") and "income_k = " in p.inner_text("#cap-heat-point")
+    assert " kUSD" in p.inner_text("#cap-heat-point") and " probability" in p.inner_text("#cap-heat-point")
+    text = page.hover_cell("heat-aggregate", col=1, row=0)  # income_k, p_default: std-scaled is in p_default's unit
+    assert "probability" in text
+    text = page.hover_cell("heat-point", col=1, row=0)
+    assert "probability per kUSD" in text
+    p.select_option("#ctl-rank-view", label="p_default")
+    p.wait_for_function("() => document.getElementById('fig-ranking').layout.xaxis.title.text.includes('probability')")
+    assert "in probability" in p.evaluate("() => document.getElementById('fig-ranking').layout.xaxis.title.text")
+    assert "probability" in p.text_content("#desc-ranking")
+    page.clean()
+
+
+def test_dependence_view_draws_each_inputs_derivative_against_its_value(reports, open_page):
+    folder = reports["tabular"]
+    arrays = np.load(folder / "arrays.npz")
+    page = open_page(folder / "report.html")
+    p = page.page
+    assert p.eval_on_selector_all("#ctl-dep-output option", "os => os.map(o => o.textContent)") == ["p_default", "p_late"]
+    assert len(p.eval_on_selector_all("#ctl-dep-input option", "os => os")) == 5
+    p.select_option("#ctl-dep-output", label="p_late")
+    p.select_option("#ctl-dep-input", label="debt_ratio")
+    p.wait_for_function("() => document.getElementById('title-dependence').textContent.startsWith('d p_late / d debt_ratio')")
+    np.testing.assert_allclose(page.data("dependence", 0, "x"), sig(arrays["points"][:, 2], 6))
+    np.testing.assert_allclose(page.data("dependence", 0, "y"), sig(arrays["jacobian"][:, 1, 2], 6))
+    assert "probability per ratio" in p.evaluate("() => document.getElementById('fig-dependence').layout.yaxis.title.text")
+    assert "coloured by" in p.inner_text("#title-dependence")
+    assert p.text_content("#desc-dependence").startswith("Scatter of d p_late / d debt_ratio against debt_ratio at 40 points")
+    details = p.locator('details.numbers[data-figure="dependence"]')
+    details.locator("summary").click()
+    assert details.locator("tbody tr").count() == 40
+    page.clean()

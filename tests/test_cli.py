@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -274,3 +276,49 @@ def test_report_templates_replace_built_in_ones(cli, write_spec, tmp_path):
 
 
 FUNCTIONS_FOR_TEMPLATES = "import tensorflow as tf\n\ndef poly(x):\n    return tf.stack([x[0] ** 2, x[0] * x[1]])\n"
+
+
+def test_reproduce_command_is_relative_to_the_spec_folder(tmp_path):
+    from sensreport.provenance import reproduce_command
+    from sensreport.spec import load_spec
+
+    spec = load_spec(EXAMPLES / "tabular" / "spec.yaml")
+    cwd = EXAMPLES.parent
+    got = reproduce_command(["sensreport", "run", "examples/tabular/spec.yaml", "--out", str(tmp_path / "r"),
+                             "--baseline=examples/tabular/old/results.json", "--fail-on", "warn", "-q"], str(cwd), spec)
+    out = str(Path(os.path.relpath(tmp_path / "r", EXAMPLES / "tabular")))
+    assert got == ["sensreport", "run", "spec.yaml", "--out", out, "--baseline=old/results.json", "--fail-on", "warn", "-q"]
+    assert reproduce_command(["/usr/local/bin/sensreport", "run", "examples/tabular/spec.yaml"], str(cwd), spec) == [
+        "sensreport", "run", "spec.yaml"]
+    assert reproduce_command(None, str(cwd), spec) == ["sensreport", "run", "spec.yaml"]
+
+
+def test_points_sha256_is_that_of_the_points_as_read(cli, write_spec, functions_py, tmp_path):
+    import hashlib
+
+    np.save(tmp_path / "p.npy", np.array([[1.0, 2.0], [0.5, -1.0]], dtype=np.float32))
+    spec = write_spec("""
+        model: {callable: f.py:poly}
+        inputs: {points: {npy: p.npy}}
+        methods: {jacobian: {}}
+        """, f__py=functions_py)
+    assert cli("run", spec, "--out", tmp_path / "out").exit_code == 0
+    prov, arrays = load(tmp_path / "out")
+    prov = prov["provenance"]
+    expected = hashlib.sha256(np.ascontiguousarray(np.load(tmp_path / "p.npy"), "<f8").tobytes()).hexdigest()
+    assert prov["points_sha256"] == expected
+    assert prov["points_sha256"] == hashlib.sha256(np.ascontiguousarray(arrays["points"], "<f8").tobytes()).hexdigest()
+    files = {f["key"]: f for f in prov["files"]}
+    assert files["inputs.points.npy"] == {"key": "inputs.points.npy", "path": "p.npy",
+                                          "sha256": hashlib.sha256((tmp_path / "p.npy").read_bytes()).hexdigest()}
+    assert files["model.callable"]["path"] == "f.py" and files["spec"]["path"] == "spec.yaml"
+
+
+def test_a_unit_for_an_unknown_name_names_its_key(cli, write_spec, functions_py):
+    spec = write_spec("""
+        model: {callable: f.py:poly, output_names: [a, b], output_units: {a: m, c: s}}
+        inputs: {names: [u, v], units: {u: kg}, points: {values: [[1.0, 2.0]]}}
+        methods: {jacobian: {}}
+        """, f__py=functions_py)
+    r = cli("run", spec)
+    assert r.exit_code == 2 and "model.output_units.c" in r.output and "'c' is not a name of the model's outputs" in r.output

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .measures import elasticity_guard, input_spread
-from .stats import nanmean, quantiles, rank_agreement, shares
+from .stats import nanmean, quantiles, rank_agreement, shares, spearman
 
 #: Measures with a per-point value whose spread across points is meaningful.
 LOCAL_MEASURES = ("mean_abs", "rms", "std_scaled", "elasticity")
@@ -234,3 +234,33 @@ def to_image(values: np.ndarray, shape, absolute: bool = True) -> np.ndarray:
     return img
 
 
+
+
+def interaction_partners(slopes: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """For each input ``j``, the other input whose values go most with ``d y / d x_j`` over the
+    points (largest |Spearman correlation|): what a dependence plot colours by, since a
+    derivative that changes with another input is an interaction.
+
+    Parameters
+    ----------
+    slopes : ndarray [P, n]
+        One output's derivatives at the points.
+    points : ndarray [P, n]
+
+    Returns
+    -------
+    ndarray [n] of int: the partner of each input (itself when there is no other input or
+    no correlation can be computed).
+    """
+    d = np.asarray(slopes, dtype=np.float64)
+    x = np.asarray(points, dtype=np.float64)
+    n = d.shape[1]
+    out = np.arange(n)
+    if n < 2 or len(d) < 3:
+        return out
+    # corr[j, i] = spearman(d[:, j], x[:, i])
+    corr = np.abs(spearman(d.T[:, None, :], x.T[None, :, :]))
+    corr[np.arange(n), np.arange(n)] = -1.0
+    corr = np.where(np.isfinite(corr), corr, -1.0)
+    best = corr.argmax(axis=1)
+    return np.where(corr[np.arange(n), best] >= 0, best, out)

@@ -36,6 +36,8 @@ class Prepared:
     binding: Binding | None = None
     #: every model input: differentiated or held, its names, the groups, its values as read
     layout: InputLayout | None = None
+    input_units: list[str] = field(default_factory=list)  # per input, "" where none is declared
+    output_units: list[str] = field(default_factory=list)
 
     @property
     def target(self) -> engine.Target:
@@ -109,7 +111,26 @@ def prepare(spec: Spec, budget: int) -> Prepared:
     if spec.jacobian_mode or row_idx:
         ad_blocked, warnings = _gradient_findings(target)
     return Prepared(points, loaded, x, y, input_names, output_names, row_idx, ad_blocked, warnings, timings,
-                    binding, layout)
+                    binding, layout,
+                    input_units=_units(spec.input_units, input_names, "inputs.units"),
+                    output_units=_units(spec.model.output_units, output_names, "model.output_units"))
+
+
+def _tensor_name(name: str) -> str:
+    """The tensor a flattened name belongs to: ``risk`` for ``risk[0]``, ``series`` for ``series[t=3, f]``."""
+    return name.split("[", 1)[0]
+
+
+def _units(units: dict[str, str], names: list[str], key: str) -> list[str]:
+    """Each name's declared unit ("" for none), keyed by flattened name or by tensor name
+    (then for all its elements); a unit for a name that is not there is refused."""
+    tensors = {_tensor_name(n) for n in names}
+    unknown = [u for u in units if u not in names and u not in tensors]
+    if unknown:
+        hint = ", ".join(names[:10]) + (", …" if len(names) > 10 else "")
+        raise InputError(f"{key}.{unknown[0]}", f"'{unknown[0]}' is not a name of the model's "
+                         f"{'inputs' if key.startswith('inputs') else 'outputs'} ({hint})")
+    return [str(units.get(n, units.get(_tensor_name(n), ""))) for n in names]
 
 
 def _gradient_findings(target: engine.Target) -> tuple[str | None, list[str]]:

@@ -11,7 +11,7 @@ import numpy as np
 from ..analysis.agreement import MAX_Z, ScatterSample
 from ..analysis.stats import ranking
 from .context import Context
-from .figures import BLUE, GREY, SEQUENTIAL, VERMILLION, figure, heat_axes, heat_height
+from .figures import BLUE, GREY, SEQUENTIAL, VERMILLION, figure, heat_axes, heat_height, top_cells
 from .format import plotly_text, round_list
 from .heatmaps import HEATMAP_CELLS
 
@@ -87,8 +87,11 @@ def fd_scatter(ctx: Context, sample: ScatterSample, outputs, max_z) -> dict:
     layout = {"title": {"text": "Finite difference against automatic derivative, per entry", "x": 0, "xanchor": "left"},
               "height": 480, "xaxis": {"title": {"text": "automatic derivative"}, "zeroline": True, "automargin": True},
               "yaxis": {"title": {"text": "finite difference"}, "zeroline": True, "automargin": True},
-              "legend": {"orientation": "h", "y": -0.18}}
-    return {"fig": figure("fd-scatter", data, layout, table="points"), "notes": [note]}
+              "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"}}
+    n_ok = int(ok.sum())
+    summary = (f"Scatter of {len(e):,} entries, automatic derivative against finite difference: {n_ok:,} lie within "
+               f"{max_z:g} estimated errors of the identity line, {len(e) - n_ok:,} beyond (or on a kink).")
+    return {"fig": figure("fd-scatter", data, layout, table="points", summary=summary), "notes": [note]}
 
 
 def fd_z_map(ctx: Context, cell_z: np.ndarray, cell_kinks: np.ndarray, outputs, max_z) -> dict:
@@ -122,4 +125,6 @@ def fd_z_map(ctx: Context, cell_z: np.ndarray, cell_kinks: np.ndarray, outputs, 
     notes.append(f"Colour is log10 of the largest z over the smooth entries; the threshold {max_z:g} is at "
                  f"{math.log10(max_z):.2f}. Bright cells are where the two methods disagree most; hover shows how "
                  "many points lie on a kink there.")
-    return {"fig": figure("fd-error", [trace], layout, table="matrix"), "notes": notes}
+    summary = (f"Heatmap of the largest z over the points for {len(outputs)} outputs by {len(cols)} inputs (threshold "
+               f"{max_z:g}); the largest (output / input) are {top_cells(w, y_names, x_names)}.")
+    return {"fig": figure("fd-error", [trace], layout, table="matrix", summary=summary), "notes": notes}

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..analysis import summaries as S
-from ..analysis.measures import DEFINITIONS
+from ..analysis.measures import DEFINITIONS, input_spread
 from ..analysis.pointstats import rankable_measures
 from ..compute.methods import METHODS
 from ..results import RunResult
-from .format import count_text
+from .format import count_text, format_number
 
 
 #: What the report calls each method.
@@ -64,8 +64,41 @@ class Context:
             self.stats_note = (f"The spread across points and the stability check use {ps.sampled:,} of the "
                                f"{self.P:,} points, evenly spaced (a memory budget); the measures use all.")
 
+        # declared units (inputs.units, model.output_units), "" where none
+        self.units_in = list(r.input_units) if len(r.input_units) == self.n else [""] * self.n
+        self.units_out = (list(r.output_units) if len(r.output_units) == len(self.names_out)
+                          else [""] * len(self.names_out))
+        self.has_units = any(self.units_in) or any(self.units_out)
+        self._spread = None
+
     def label(self, m: str) -> str:
         return DEFINITIONS[m][0]
+
+    @property
+    def input_std(self) -> np.ndarray:
+        """Each input's standard deviation over the points (what std-scaled multiplies by)."""
+        if self._spread is None:
+            self._spread = input_spread(np.asarray(self.result.points, dtype=np.float64))
+        return self._spread
+
+    def value_text(self, value: float, unit: str) -> str:
+        """A number with its unit, when one is declared: ``12.3 kUSD``."""
+        return f"{format_number(value)} {unit}" if unit else format_number(value)
+
+    def rate_unit(self, o: int, j: int) -> str:
+        """The unit of dy/dx for output ``o`` and input ``j`` (``probability per kUSD``), "" when neither has one."""
+        uo, ui = self.units_out[o], self.units_in[j]
+        if uo and ui:
+            return f"{uo} per {ui}"
+        return f"per {ui}" if ui else (f"{uo} per unit of the input" if uo else "")
+
+    def measure_unit(self, m: str, o: int | None, j: int) -> str:
+        """The unit of measure ``m`` of output ``o`` (None: overall, a share) for input ``j``."""
+        if o is None or m in ("elasticity", "positive_share"):
+            return ""
+        if m == "std_scaled":
+            return self.units_out[o]
+        return self.rate_unit(o, j)
 
 
 def derivatives(result: RunResult) -> tuple[np.ndarray | None, str | None]:

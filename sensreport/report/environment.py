@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from .format import format_number, markdown, percent, tolerance_text
+from ..sizes import format_bytes
+from .format import css_string, format_number, markdown, percent, tolerance_text
 
 
 def template_dir() -> Path:
@@ -45,6 +46,8 @@ def environment(user_templates: Path | None = None):
     env.filters["tol"] = tolerance_text
     env.filters["seconds"] = seconds_text
     env.filters["markdown"] = markdown
+    env.filters["css_string"] = css_string
+    env.filters["bytes"] = format_bytes
     return env
 
 

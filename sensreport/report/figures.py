@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import html
+
+import numpy as np
+
 from .format import count_text, format_number, plotly_text
 
 
@@ -19,9 +23,11 @@ BLUE, VERMILLION, GREY, BLACK = "#0072B2", "#D55E00", "#9aa0a6", "#222222"
 
 
 #: The chart toolbar: zoom, pan, reset and "download as PNG" only. A confidential audit
-#: offers no button that uploads a chart or opens it elsewhere ("Share chart...").
-PLOT_CONFIG = {"responsive": True, "displaylogo": False, "showSendToCloud": False, "showEditInChartStudio": False,
-               "showLink": False,
+#: offers no button that uploads a chart or opens it elsewhere: plotly.js 3+ shows "Share
+#: chart..." (upload to Plotly's cloud at ``plotlyServerURL``) unless ``showSendToCloud``
+#: is false, so it is turned off and the server URL emptied; ``modeBarButtons`` replaces
+#: every default button. The same configuration draws the history and comparison pages.
+PLOT_CONFIG = {"responsive": True, "displaylogo": False, "showSendToCloud": False, "plotlyServerURL": "",
                "modeBarButtons": [["zoom2d", "pan2d", "resetScale2d", "toImage"]]}
 
 
@@ -32,17 +38,58 @@ IMAGE_CLIP_PERCENTILE = 99.5  # a feature can cover 2% of an image: clip less, o
 
 
 def figure(fid: str, data: list, layout: dict, *, variants: dict | None = None, controls: list | None = None,
-            table: str | None = None) -> dict:
-    base = {"margin": {"t": 44, "r": 20, "b": 40, "l": 20}, "font": {"size": 12},
+            table: str | None = None, summary: str = "", narrow: dict | None = None) -> dict:
+    """A figure spec: plotly ``data`` and ``layout``, and what the page shows around the chart.
+
+    The layout's title is lifted out into the page (``title``, plain text): a heading
+    wraps on a phone where a plotly title is cut, sits clear of the toolbar and is read
+    by screen readers. ``summary`` is the chart in words, the page's text alternative
+    (``aria-describedby``). Each variant (a patch a control selects) may carry its own
+    ``layout`` (its title lifted too), ``caption``, ``summary`` and ``valuetext`` (what a
+    slider announces). ``narrow`` patches the layout in containers under
+    :data:`NARROW_WIDTH` pixels (a phone).
+    """
+    base = {"margin": {"t": 36, "r": 20, "b": 40, "l": 20}, "font": {"size": 12},
             "paper_bgcolor": "#ffffff", "plot_bgcolor": "#ffffff", "hoverlabel": {"namelength": -1}}
     base.update(layout)
-    fig = {"data": data, "layout": base}
+    fig = {"data": data, "layout": base, "title": _lift_title(base), "summary": summary}
     if variants:
+        for v in variants.values():
+            if "title" in v.get("layout", {}):
+                v["title"] = _lift_title(v["layout"])
         fig["variants"] = variants
         fig["controls"] = controls or []
     if table:
         fig["table"] = table
+    if narrow:
+        fig["narrow"] = narrow
     return {"id": fid, "spec": fig}
+
+
+NARROW_WIDTH = 560  # px: below it a chart uses its ``narrow`` layout
+
+
+def _lift_title(layout: dict) -> str:
+    """Remove the plotly title from ``layout``; return it as plain text (plotly's labels are HTML-escaped)."""
+    title = layout.pop("title", None)
+    text = title.get("text", "") if isinstance(title, dict) else (title or "")
+    return html.unescape(str(text))
+
+
+def top_cells(values, row_names: list[str], col_names: list[str], top: int = 3, signed: bool = False) -> str:
+    """The largest cells of a matrix in words, for a chart's text summary: ``"y / x 0.12, ..."``."""
+    v = np.asarray(values, dtype=np.float64)
+    mag = np.where(np.isfinite(v), np.abs(v), -np.inf).ravel()
+    if not mag.size or not np.isfinite(mag).any():
+        return "no finite values"
+    order = np.argsort(-mag, kind="stable")[:top]
+    parts = []
+    for flat in order:
+        if not np.isfinite(mag[flat]):
+            break
+        i, j = np.unravel_index(flat, v.shape)
+        parts.append(f"{row_names[i]} / {col_names[j]} {format_number(v[i, j]) if signed else format_number(abs(v[i, j]))}")
+    return ", ".join(parts)
 
 
 LABEL_CHARS = 28  # axis labels longer than this are shortened (hover shows the full name)

@@ -118,11 +118,20 @@ def shell_quote(text: str) -> str:
     return shlex.quote(text)
 
 
+def css_string(text: str):
+    """``text`` as a quoted CSS string (for ``content:`` in a ``<style>``): every character but
+    letters, digits and spaces is a CSS escape, so nothing can end the string or the style element."""
+    import markupsafe
+
+    body = "".join(c if (c.isascii() and c.isalnum()) or c == " " else f"\\{ord(c):x} " for c in str(text))
+    return markupsafe.Markup(f'"{body}"')
+
+
 def plain(value) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k} {plain(v)}" for k, v in value.items())
     if isinstance(value, float):
-        return tolerance_text(value) if 0 < abs(value) < 1e-2 else f"{value:g}"
+        return f"{value:g}"  # as the checks' messages write it: one spelling of a tolerance per row
     return str(value)
 
 

@@ -16,10 +16,16 @@ from ..analysis.measures import DEFINITIONS
 from ..errors import InputError
 from ..files import atomic_write_text
 from .environment import environment, plotly_script
-from .format import plotly_text, to_json
+from .figures import BLACK, BLUE, PLOT_CONFIG, VERMILLION, figure
+from .format import format_number, plotly_text, to_json
 
 #: Inputs whose measure is drawn over time (the top ones of the newest run).
 TREND_INPUTS = 8
+
+#: Okabe-Ito colours (no red/green pair), with a dash and a marker each for the trend lines.
+PALETTE = [BLUE, VERMILLION, "#009E73", "#CC79A7", "#E69F00", "#56B4E9", BLACK, "#F0E442"]
+DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot", "solid", "dash"]
+SYMBOLS = ["circle", "square", "diamond", "triangle-up", "x", "cross", "triangle-down", "star"]
 
 
 @dataclass
@@ -88,17 +94,23 @@ def build_history(runs: list[Run], folder: Path, measure: str | None = None) -> 
         top = ((newest.get("rankings", {}).get(measure) or {}).get("overall") or [])[:TREND_INPUTS]
         x = [r.created for r in runs]
         traces = []
-        for name in top:
+        for k, name in enumerate(top):
             y = [r.doc.get("measures", {}).get("values", {}).get(measure, {}).get("overall", {}).get(name)
                  for r in runs]
+            # colour, dash and marker differ: lines that coincide (several inputs at 0) stay apart in the legend
             traces.append({"type": "scatter", "mode": "lines+markers", "name": plotly_text(name), "x": x, "y": y,
-                           "hovertemplate": f"{plotly_text(name)}<br>%{{x}}<br>%{{y:.4g}}<extra></extra>"})
-        figures["trend"] = {
-            "data": traces,
-            "layout": {"title": {"text": f"{DEFINITIONS[measure][0]} (share, averaged over outputs) per run"},
-                       "xaxis": {"title": {"text": "run"}}, "yaxis": {"title": {"text": "share"}, "rangemode": "tozero"},
-                       "margin": {"t": 40}, "legend": {"orientation": "h", "y": -0.3}},
-        }
+                           "line": {"color": PALETTE[k % len(PALETTE)], "dash": DASHES[k % len(DASHES)], "width": 2},
+                           "marker": {"symbol": SYMBOLS[k % len(SYMBOLS)], "size": 8},
+                           "hovertemplate": f"{plotly_text(name)} %{{y:.4g}}<extra></extra>"})
+        latest = ", ".join(f"{n} {format_number(t['y'][-1])}" for n, t in zip(top, traces))
+        figures["trend"] = figure("trend", traces, {
+            "title": {"text": f"{DEFINITIONS[measure][0]} (share, averaged over outputs) per run", "x": 0,
+                      "xanchor": "left"},
+            "height": 420, "hovermode": "x unified",
+            "xaxis": {"title": {"text": "run"}, "automargin": True},
+            "yaxis": {"title": {"text": "share"}, "rangemode": "tozero", "automargin": True},
+            "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"}},
+            summary=(f"Line chart of {len(top)} inputs' share over {len(runs)} runs; in the newest run: {latest}."))
     return {"folder": str(folder), "runs": rows, "measure": DEFINITIONS[measure][0], "figures": figures}
 
 
@@ -117,16 +129,17 @@ def build_comparison(old: dict, new: dict, measure: str | None = None, top_k: in
                         "max_rel_change": row["max_rel_change"], "top_k_changes": row["top_k_changes"],
                         "rank_correlation": row["rank_correlation"], "figure": f"cmp{k}"})
         names = [r["input"] for r in shown[:15]][::-1]
-        figures[f"cmp{k}"] = {
-            "data": [
-                {"type": "bar", "orientation": "h", "name": "A (before)", "y": [plotly_text(n) for n in names],
-                 "x": [r["old"] for r in shown[:15]][::-1], "marker": {"color": "#999999"}},
-                {"type": "bar", "orientation": "h", "name": "B (after)", "y": [plotly_text(n) for n in names],
-                 "x": [r["new"] for r in shown[:15]][::-1], "marker": {"color": "#0072B2"}},
-            ],
-            "layout": {"barmode": "group", "title": {"text": f"{plotly_text(out)}: {DEFINITIONS[measure][0]}"},
-                       "yaxis": {"automargin": True}, "margin": {"t": 40}, "height": 120 + 28 * len(names)},
-        }
+        listed = ", ".join(f"{r['input']} {format_number(r['old'])} → {format_number(r['new'])}" for r in shown[:5])
+        figures[f"cmp{k}"] = figure(f"cmp{k}", [
+            {"type": "bar", "orientation": "h", "name": "A (before)", "y": [plotly_text(n) for n in names],
+             "x": [r["old"] for r in shown[:15]][::-1], "marker": {"color": "#999999"}},
+            {"type": "bar", "orientation": "h", "name": "B (after)", "y": [plotly_text(n) for n in names],
+             "x": [r["new"] for r in shown[:15]][::-1], "marker": {"color": "#0072B2"}},
+        ], {"barmode": "group", "title": {"text": f"{plotly_text(out)}: {DEFINITIONS[measure][0]}", "x": 0,
+                                          "xanchor": "left"},
+            "yaxis": {"automargin": True}, "xaxis": {"automargin": True}, "height": 120 + 28 * len(names),
+            "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"}},
+            summary=f"Bar chart of {out}'s top inputs, A against B: {listed}.")
     return {
         "a": {"title": old.get("title"), "created": old.get("provenance", {}).get("created"),
               "model_sha256": (old.get("provenance", {}).get("model_sha256") or "")[:12]},
@@ -141,8 +154,9 @@ def build_comparison(old: dict, new: dict, measure: str | None = None, top_k: in
 
 
 def _render(template: str, page: dict[str, Any], plotlyjs: str) -> str:
-    figures = page.pop("figures")
-    page = {**page, "figures_json": to_json(figures), "figure_ids": list(figures)}
+    charts = page.pop("figures")  # id -> figure (figures.figure): the page shows titles and summaries
+    page = {**page, "charts": charts, "figures_json": to_json({k: f["spec"] for k, f in charts.items()}),
+            "config_json": to_json(PLOT_CONFIG), "figure_ids": list(charts)}
     return environment().get_template(template).render(page=page, plotly=plotly_script(plotlyjs))
 
 

@@ -5,20 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..analysis.measures import DEFINITIONS
+from ..analysis.measures import DEFINITIONS, UNITLESS
 from ..results import RunResult
 from .agreement import agreement_section
 from .baseline import baseline_section
 from .checks import check_rows, verdict_banner
 from .context import METHOD_TITLES, NOUNS, Context
 from .environment import environment, plotly_script
-from .figures import PLOT_CONFIG
+from .figures import NARROW_WIDTH, PLOT_CONFIG
 from .format import date_text, to_json
+from .dependence import dependence_section
 from .heatmaps import heatmaps_section
 from .images import images_section
 from .inputs import inputs_section
 from .sequences import sequence_section
-from .provenance import definitions, provenance_section, spec_filename
+from .provenance import definitions, provenance_section, spec_download
 from .rankings import rankings_section
 from .summary import summary_section
 
@@ -37,6 +38,7 @@ def build_report(result: RunResult) -> dict[str, Any]:
     rankings = rankings_section(ctx)
     heatmaps = heatmaps_section(ctx)
     images = images_section(ctx)
+    dependence = dependence_section(ctx)
     agreement = agreement_section(ctx)
     inputs = inputs_section(ctx)
     sequence = sequence_section(ctx)
@@ -56,6 +58,8 @@ def build_report(result: RunResult) -> dict[str, Any]:
                 collect(sec["point"]["fig"])
             if sec.get("rows"):
                 collect(sec["rows"]["fig"])
+    if dependence:
+        collect(dependence["fig"])
     for f in agreement["figures"]:
         collect(f["fig"])
     if sequence:
@@ -66,7 +70,10 @@ def build_report(result: RunResult) -> dict[str, Any]:
         collect(inputs["groups"] and inputs["groups"]["figure"])
         for part in inputs["held"] + inputs["discrete"]:
             collect(part.get("figure"))
-    downloads = {"spec": {"filename": spec_filename(r), "mime": "text/yaml", "text": r.spec_text}}
+    downloads = {}
+    spec_file = spec_download(r)  # the spec's one copy on the page besides its first lines
+    if spec_file:
+        downloads["spec"] = spec_file
     if rankings:
         downloads["rankings"] = {"filename": rankings["csv"]["filename"], "mime": "text/csv",
                                  "text": rankings["csv"]["text"]}
@@ -80,13 +87,20 @@ def build_report(result: RunResult) -> dict[str, Any]:
     if rankings:
         table = {"columns": rankings["csv"]["columns"], "measures": [c["key"] for c in rankings["columns"]],
                  "labels": {m: ctx.label(m) for m in DEFINITIONS}, "rankable": ctx.rankable,
+                 # the overall view shows each input's share of the output's total, not the measure itself
+                 "overall_labels": {m: ctx.label(m) + ("" if m in UNITLESS else " (share)") for m in DEFINITIONS},
                  "spread": [m for m in ctx.rankable if m in ctx.spread],
+                 "units": {n: u for n, u in zip(ctx.names_in, ctx.units_in) if u} if any(ctx.units_in) else None,
                  "views": {v["value"]: ({"scope": "overall", "output": ""} if v["value"] == "overall" else
                                         {"scope": "output", "output": ctx.names_out[ctx.outputs[int(v["value"][1:])]]})
                            for v in rankings["view_options"]}}
-    payload = {"figures": figures, "downloads": downloads, "table": table, "config": PLOT_CONFIG}
+    payload = {"figures": figures, "downloads": downloads, "table": table, "config": PLOT_CONFIG,
+               "narrow": NARROW_WIDTH}
     prov = r.provenance
+    verdict = verdict_banner(r)
     return {
+        "print_header": " · ".join([r.title or "Sensitivity report", date_text(prov.get("created"))]
+                                   + ([verdict["headline"]] if verdict else [])),
         "title": r.title or "Sensitivity report",
         "description": r.description,
         "created": date_text(prov.get("created")),
@@ -102,18 +116,19 @@ def build_report(result: RunResult) -> dict[str, Any]:
         "measure_source_short": {"jacobian": "full Jacobian", "rows": "selected rows (gradients)",
                                  "finite_difference": "finite differences"}.get(r.measure_source or "", "—"),
         "summary": summary_section(ctx),
-        "verdict": verdict_banner(r),
+        "verdict": verdict,
         "checks": check_rows(r),
         "notes": list(r.notes),
         "methods": methods,
         "rankings": rankings and {k: v for k, v in rankings.items() if k != "csv"} | {
             "csv_filename": rankings["csv"]["filename"]},
-        "spec_filename": downloads["spec"]["filename"],
+        "spec_file": spec_file and {k: v for k, v in spec_file.items() if k in ("filename", "mime", "bytes")},
         "no_measures_note": ctx.deriv_note if not ctx.primary else None,
         "heatmaps": heatmaps,
         "inputs": inputs,
         "sequence": sequence,
         "images": images,
+        "dependence": dependence,
         "agreement": agreement,
         "baseline": baseline_section(r),
         "provenance": provenance_section(r),

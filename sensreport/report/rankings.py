@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 
 import numpy as np
@@ -31,7 +32,8 @@ def rankings_section(ctx: Context) -> dict | None:
         for key, label, row in views:
             variants[f"{m}|{key}"] = ranking_variant(ctx, m, row, label)
     first = variants[f"{ctx.primary}|{views[0][0]}"]
-    fig = figure("ranking", first["data"], first["layout"], variants=variants, controls=["rank-measure", "rank-view"])
+    fig = figure("ranking", first["data"], first["layout"], variants=variants, controls=["rank-measure", "rank-view"],
+                 summary=first["summary"])
     notes = ["Bars: the measure over all points. Dot and whisker: the median and interquartile range (25th to 75th "
              "percentile) of the per-point values, i.e. how much the input's effect varies from point to point."]
     if not ctx.spread:
@@ -45,6 +47,7 @@ def rankings_section(ctx: Context) -> dict | None:
         notes.append(f"The selector offers the first {SELECT_OUTPUTS} of {ctx.k} outputs; the CSV holds all of them.")
     columns, text = rankings_csv(ctx)
     return {
+        "print": [print_ranking(ctx, row, label) for _, label, row in views],
         "figure": fig,
         "notes": notes,
         "measure_options": [{"value": m, "label": ctx.label(m)} for m in ctx.rankable],
@@ -69,8 +72,13 @@ def ranking_variant(ctx: Context, m: str, row: int | None, view_label: str) -> d
         names.append(raw[-1])
         x.append(float(np.nansum(values[rest])))
         colours.append(GREY)
+    o = None if row is None else ctx.outputs[row]
+    units = [ctx.measure_unit(m, o, j) for j in top] + ([""] if rest else [])
     data = [{"type": "bar", "orientation": "h", "x": round_list(np.array(x)), "y": names, "name": ctx.label(m),
              "marker": {"color": colours}, "hovertemplate": "%{y}: %{x:.4g}<extra></extra>"}]
+    if any(units):  # declared units in the hover: "income_k: 0.0123 probability per kUSD"
+        data[0]["customdata"] = [plotly_text(u) for u in units]
+        data[0]["hovertemplate"] = "%{y}: %{x:.4g} %{customdata}<extra></extra>"
     spread = ctx.spread_overall.get(m) if row is None else (ctx.spread[m][:, row] if m in ctx.spread else None)
     if spread is not None:
         q = spread[:, top]
@@ -83,8 +91,12 @@ def ranking_variant(ctx: Context, m: str, row: int | None, view_label: str) -> d
             "hovertemplate": "%{y}: median %{x:.4g} across points<extra></extra>",
         })
     what = "share of sensitivity, averaged over outputs" if row is None and m not in UNITLESS else UNITS[m]
+    if o is not None and ctx.units_out[o] and m == "std_scaled":
+        what += f", in {ctx.units_out[o]}"
+    elif o is not None and ctx.units_out[o] and m in ("mean_abs", "rms"):
+        what += f", in {ctx.units_out[o]} per unit of each input"
     title = f"{plotly_text(view_label)}: {ctx.label(m)}"
-    xaxis = {"title": {"text": what}, "rangemode": "tozero", "zeroline": True, "automargin": True}
+    xaxis = {"title": {"text": plotly_text(what)}, "rangemode": "tozero", "zeroline": True, "automargin": True}
     # a long tail of small inputs can sum to more than the top bars: cut that bar at the axis end, label its value
     reach = [v for v in x[:len(top)] if np.isfinite(v)] + ([float(np.nanmax(spread[2, top]))] if spread is not None
                                                            and np.isfinite(spread[2, top]).any() else [])
@@ -98,10 +110,30 @@ def ranking_variant(ctx: Context, m: str, row: int | None, view_label: str) -> d
     layout = {"title": {"text": title, "x": 0, "xanchor": "left"}, "height": 110 + 24 * len(names),
               "xaxis": xaxis, "annotations": annotations,
               "yaxis": {"automargin": True, "autorange": "reversed", "type": "category", **ticks(raw)},
-              "showlegend": spread is not None,
-              "legend": {"orientation": "h", "x": 1, "xanchor": "right", "y": 1.0, "yanchor": "bottom"},
+              "showlegend": spread is not None,  # above the bars on the left, clear of the toolbar on the right
+              "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"},
               "bargap": 0.25}
-    return {"data": data, "layout": layout}
+    listed = ", ".join(f"{raw[i]} {ctx.value_text(x[i], units[i])}" for i in range(min(5, len(top))))
+    summary = (f"Bar chart, {html.unescape(title)}, {what}: the largest of {ctx.n:,} "
+               f"input{'s' if ctx.n != 1 else ''} are {listed}.")
+    return {"data": data, "layout": layout, "summary": summary}
+
+
+def print_ranking(ctx: Context, row: int | None, label: str) -> dict:
+    """One view's top inputs by the leading measure as a table, for print: paper shows every
+    output's ranking, not only the one a selector shows on screen."""
+    m = ctx.primary
+    values = np.asarray(ctx.result.overall[m] if row is None else ctx.result.measures[m][row], dtype=np.float64)
+    share = values if row is None and m not in UNITLESS else stats.shares(values)
+    order = ranking(values)
+    top = order[:TOP_BARS] if ctx.n > TOP_BARS + 1 else order
+    o = None if row is None else ctx.outputs[row]
+    rows = [{"rank": k + 1, "input": ctx.names_in[j], "value": float(values[j]), "share": float(share[j]),
+             "unit": ctx.measure_unit(m, o, j)} for k, j in enumerate(top)]
+    rest = order[len(top):]
+    return {"label": label, "rows": rows, "overall": row is None,
+            "rest": {"count": len(rest), "value": float(np.nansum(values[rest])),
+                     "share": float(np.nansum(share[rest]))} if rest else None}
 
 
 def rankings_csv(ctx: Context) -> tuple[list[str], str]:

@@ -36,8 +36,28 @@ def summary_section(ctx: Context) -> dict:
             parts = [f"{ctx.names_in[j]} ({percent(share[j])})" for j in order]
             text = f"reacts most to {join_words(parts)} of its {NOUNS[m]}"
             direction = direction_text(ctx, row, order)
-            sentences.append({"output": ctx.names_out[o], "text": text + (f"; {direction}" if direction else "") + "."})
+            effect = effect_text(ctx, row, o, order)
+            sentences.append({"output": ctx.names_out[o], "text": text + (f"; {direction}" if direction else "") + "."
+                              + (f" {effect}." if effect else "")})
     return {"overall": overall, "sentences": sentences, "more": max(0, ctx.k - SUMMARY_OUTPUTS)}
+
+
+def effect_text(ctx: Context, row: int, o: int, inputs: list[int]) -> str:
+    """The top inputs' effects in the output's own units: the mean derivative times one standard
+    deviation of the input (a linear reading of the std-scaled measure, with its sign)."""
+    if ctx.signed_mean is None or ctx.P < 2:
+        return ""
+    parts = []
+    for j in inputs:
+        std, slope = float(ctx.input_std[j]), float(ctx.signed_mean[row, j])
+        if not (np.isfinite(std) and np.isfinite(slope)) or std == 0 or slope == 0:
+            continue
+        effect = slope * std
+        verb = "raises" if effect > 0 else "lowers"
+        what = ctx.names_out[o] if not parts else "it"
+        parts.append(f"{'+1 std of ' if not parts else 'of '}{ctx.names_in[j]} ({ctx.value_text(std, ctx.units_in[j])}) "
+                     f"{verb} {what} by {ctx.value_text(abs(effect), ctx.units_out[o])}")
+    return ("On average over the points, " + "; ".join(parts)) if parts else ""
 
 
 def direction_text(ctx: Context, row: int, inputs: list[int]) -> str:

@@ -517,6 +517,7 @@ def _build(data: dict, text: str, base: Path, path: Path | None, lines: dict) ->
         input_key=model.get("input_key"),
         output_key=model.get("output_key"),
         output_names=tuple(model["output_names"]) if "output_names" in model else None,
+        output_units=dict(model.get("output_units") or {}),
         obj=unwrap(model[kind]) if isinstance(model[kind], InMemory) else None,
     )
     pts = data["inputs"]["points"]
@@ -569,4 +570,5 @@ def _build(data: dict, text: str, base: Path, path: Path | None, lines: dict) ->
         engine=execution.get("engine", "local"),
         ray=dict(execution.get("ray", {})),
         lines=lines,
+        input_units=dict(data["inputs"].get("units") or {}),
     )

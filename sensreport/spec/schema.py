@@ -62,6 +62,9 @@ SCHEMA: dict[str, Any] = {
                     "description": "callable only: dtype of derivatives (default float64).",
                 },
                 "output_names": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                "output_units": {"type": "object", "additionalProperties": {"type": "string"},
+                                 "description": "Name -> unit (kUSD, years, probability): shown in axis titles, tables, "
+                                                "hover texts and the summary."},
             },
         },
         "inputs": {
@@ -87,6 +90,9 @@ SCHEMA: dict[str, Any] = {
                                                     {"type": "array", "minItems": 1,
                                                      "items": {"type": ["string", "number"]}}]},
                                  "feature": {"type": "array", "minItems": 1, "items": {"type": "string"}}}}},
+                "units": {"type": "object", "additionalProperties": {"type": "string"},
+                                 "description": "Name -> unit (kUSD, years, probability): shown in axis titles, tables, "
+                                                "hover texts and the summary."},
                 "points": {
                     "type": "object",
                     "description": "Exactly one of values, csv, npy, npz, sample.",

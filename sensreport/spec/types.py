@@ -41,6 +41,7 @@ class ModelSpec:
     input_key: str | None = None
     output_key: str | None = None
     output_names: tuple[str, ...] | None = None
+    output_units: dict[str, str] = field(default_factory=dict)  # model.output_units: output name -> unit
     #: an in-memory model given to run() in a spec mapping (a keras.Model or a callable);
     #: ``target`` then describes it
     obj: Any = field(default=None, compare=False)
@@ -97,4 +98,5 @@ class Spec:
     #: inputs.axes: sequence input name -> {time: labels or a count, feature: names}
     axes: dict[str, dict[str, Any]] = field(default_factory=dict)
     lines: dict[tuple, int] = field(default_factory=dict, repr=False, compare=False)
+    input_units: dict[str, str] = field(default_factory=dict)  # inputs.units: input name -> unit
 
