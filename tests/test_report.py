@@ -119,7 +119,7 @@ def test_sections_summary_and_checks():
     r = make_result()
     rep = build_report(r)
     figs = json.loads(rep["payload_json"])["figures"]
-    assert set(figs) == {"ranking", "heat-aggregate", "heat-point", "heat-rows", "fd-scatter", "fd-error"}
+    assert set(figs) == {"ranking", "heat-aggregate", "heat-point", "heat-rows", "fd-scatter", "fd-error", "dependence"}
     # one sentence per output naming its top input by the leading measure (std-scaled)
     for row, s in enumerate(rep["summary"]["sentences"]):
         top = stats.ranking(r.measures["std_scaled"][row])[0]
