@@ -7,7 +7,6 @@ several (named) inputs they stay as read, by column or by input name, until
 from __future__ import annotations
 
 import csv
-import hashlib
 import itertools
 from dataclasses import dataclass
 
@@ -38,8 +37,6 @@ class Points:
     arrays: dict[str, np.ndarray] | None = None
     #: why ``values`` is None for a CSV: the first cell that is not a number
     not_a_number: str | None = None
-    #: sha256 of the points as read: the file's bytes, or the values' canonical JSON
-    sha256: str | None = None
 
     @property
     def point_shape(self) -> tuple[int, ...] | None:
@@ -96,29 +93,7 @@ def load_points(spec: PointsSpec, names: tuple[str, ...] | None = None, *, budge
         raise ValueError(spec.kind)
     if result.values is not None:
         _check_finite(result, names)
-    if result.sha256 is None:
-        result.sha256 = _values_sha256(result)
     return result
-
-
-def _values_sha256(points: Points) -> str:
-    """sha256 of points given inline or sampled: their dtype, shape and bytes, per input."""
-    digest = hashlib.sha256()
-    arrays = {"": points.values} if points.values is not None else (points.arrays or points.columns or {})
-    for name in sorted(arrays):
-        a = np.asarray(arrays[name])
-        digest.update(f"{name}|{a.dtype.str if a.dtype.kind != 'O' else 'str'}|{a.shape}".encode())
-        digest.update(np.ascontiguousarray(a).tobytes() if a.dtype.kind != "O" else "\x1f".join(map(str, a.ravel())).encode())
-    return digest.hexdigest()
-
-
-def file_sha256(path) -> str:
-    """sha256 of a file's bytes, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _from_mappings(values: list) -> Points:
@@ -149,10 +124,7 @@ def _from_mappings(values: list) -> Points:
 def _from_npz(path, budget: int | None) -> Points:
     key = "inputs.points.npz"
     try:
-        size = path.stat().st_size
-        if budget is not None and size > budget:
-            raise InputError(key, f"{path.name} is {format_bytes(size)}, more than the whole memory budget "
-                                  f"({format_bytes(budget)}); use fewer points or raise execution.memory_budget.")
+        _check_file_size(key, path, budget)
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: np.array(data[name]) for name in data.files}
     except InputError:
@@ -166,7 +138,15 @@ def _from_npz(path, budget: int | None) -> Points:
             raise InputError(key, f"array '{name}' of {path.name} has no points (shape {list(a.shape)})")
         if a.dtype.kind not in "iufbU":
             raise InputError(key, f"array '{name}' of {path.name} holds {a.dtype}; expected numbers, booleans or text")
-    return Points(None, None, key, arrays=arrays, sha256=file_sha256(path))
+    return Points(None, None, key, arrays=arrays)
+
+
+def _check_file_size(key: str, path, budget: int | None) -> None:
+    """A points file larger than the whole memory budget is refused before it is read."""
+    size = path.stat().st_size
+    if budget is not None and size > budget:
+        raise InputError(key, f"{path.name} is {format_bytes(size)}, more than the whole memory budget "
+                              f"({format_bytes(budget)}); use fewer points or raise execution.memory_budget.")
 
 
 def _check_size(key: str, points: int, per_point: int, budget: int | None, itemsize: int = 8) -> None:
@@ -227,16 +207,13 @@ def _from_npy(path, budget: int | None) -> Points:
         values = np.array(pts, dtype=dtype)
     except (OSError, ValueError) as exc:
         raise InputError(key, f"cannot read {path.name} as a .npy array: {_first_line(exc)}") from None
-    return Points(values, None, key, sha256=file_sha256(path))
+    return Points(values, None, key)
 
 
 def _from_csv(path, budget: int | None = None) -> Points:
     key = "inputs.points.csv"
     try:
-        size = path.stat().st_size
-        if budget is not None and size > budget:
-            raise InputError(key, f"{path.name} is {format_bytes(size)}, more than the whole memory budget "
-                                  f"({format_bytes(budget)}); use fewer points or raise execution.memory_budget.")
+        _check_file_size(key, path, budget)
         with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: a byte-order mark is not a name
             reader = csv.reader(fh)
             rows = [(reader.line_num, r) for r in reader if any(c.strip() for c in r)]
@@ -274,7 +251,7 @@ def _from_csv(path, budget: int | None = None) -> Points:
                 values[i, j] = np.nan
     columns = {h: (np.array(text[j], dtype=object) if j in text else values[:, j]) for j, h in enumerate(header)}
     return Points(None if text else values, header, key, lines=[line for line, _ in rows[1:]], columns=columns,
-                  not_a_number=problem, sha256=file_sha256(path))
+                  not_a_number=problem)
 
 
 def _first_line(exc: BaseException) -> str:
