@@ -58,6 +58,21 @@ def tape_jacobian(model, feeds: dict[str, np.ndarray], dtype="float32") -> dict[
     return out
 
 
+def run_saved(tmp_path, seed: int, inputs: dict | None = None, methods: dict | None = None, dtype="float32"):
+    """Save ``multi_model(dtype)``, write its points to an npz file and run a spec on them:
+    (the model, the points, the result)."""
+    from sensreport import run
+
+    model = multi_model(dtype)
+    model.save(tmp_path / "m.keras")
+    feeds = multi_points(np.random.default_rng(seed))
+    np.savez(tmp_path / "p.npz", **feeds)
+    result = run({"model": {"keras": str(tmp_path / "m.keras")},
+                  "inputs": {"points": {"npz": str(tmp_path / "p.npz")}, **(inputs or {})},
+                  "methods": methods or {"jacobian": {}}}, write=False)
+    return model, feeds, result
+
+
 def compare_by_name(result, expected, rtol=2e-5, atol=1e-6):
     jac = result.methods["jacobian"].values
     assert jac.shape == (P, len(result.output_names), len(result.input_names))
@@ -115,15 +130,7 @@ def test_saved_model_export_with_several_inputs_matches_gradient_tape(tmp_path, 
 
 
 def test_float64_model_and_inputs_fixed_hold_a_float_input(tmp_path):
-    from sensreport import run
-
-    model = multi_model("float64")
-    model.save(tmp_path / "m.keras")
-    feeds = multi_points(np.random.default_rng(3))
-    np.savez(tmp_path / "p.npz", **feeds)
-    result = run({"model": {"keras": str(tmp_path / "m.keras")}, "inputs": {"points": {"npz": str(tmp_path / "p.npz")},
-                                                                         "fixed": ["age"]},
-                  "methods": {"jacobian": {}}}, write=False)
+    model, feeds, result = run_saved(tmp_path, 3, {"fixed": ["age"]}, dtype="float64")
     assert result.input_names == ["numeric[0]", "numeric[1]", "numeric[2]"]
     assert result.methods["jacobian"].run.dtype == "float64"
     expected = {k: v for k, v in tape_jacobian(model, feeds, "float64").items() if k[1] != "age"}
@@ -168,16 +175,8 @@ def test_csv_columns_bind_by_name_in_any_order_and_bad_columns_are_spec_errors(c
 
 
 def test_group_measures_add_up_their_members(tmp_path):
-    from sensreport import run
-
-    model = multi_model()
-    model.save(tmp_path / "m.keras")
-    feeds = multi_points(np.random.default_rng(5))
-    np.savez(tmp_path / "p.npz", **feeds)
-    result = run({"model": {"keras": str(tmp_path / "m.keras")},
-                  "inputs": {"points": {"npz": str(tmp_path / "p.npz")},
-                             "groups": {"num": ["numeric[*]"], "two": ["age", "numeric[1]"], "all": ["age", "numeric"]}},
-                  "methods": {"jacobian": {}}}, write=False)
+    _, _, result = run_saved(tmp_path, 5, {"groups": {"num": ["numeric[*]"], "two": ["age", "numeric[1]"],
+                                                      "all": ["age", "numeric"]}})
     d = result.to_dict()
     assert d["inputs"]["groups"] == {"num": ["numeric[0]", "numeric[1]", "numeric[2]"], "two": ["age", "numeric[1]"],
                                      "all": ["age", "numeric[0]", "numeric[1]", "numeric[2]"]}
@@ -225,14 +224,7 @@ def test_bad_groups_fixed_and_discrete_keys_are_named(cli, write_spec, tmp_path)
 
 
 def test_discrete_effects_are_the_model_at_each_other_value(tmp_path):
-    from sensreport import run
-
-    model = multi_model()
-    model.save(tmp_path / "m.keras")
-    feeds = multi_points(np.random.default_rng(7))
-    np.savez(tmp_path / "p.npz", **feeds)
-    result = run({"model": {"keras": str(tmp_path / "m.keras")}, "inputs": {"points": {"npz": str(tmp_path / "p.npz")}},
-                  "methods": {"jacobian": {}, "discrete": {"inputs": ["region"]}}}, write=False)
+    model, feeds, result = run_saved(tmp_path, 7, methods={"jacobian": {}, "discrete": {"inputs": ["region"]}})
     (effect,) = result.discrete
     labels = effect.labels
     assert labels == sorted(int(v) for v in np.unique(feeds["region"]))
