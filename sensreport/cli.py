@@ -42,7 +42,18 @@ def _fail(exc: BaseException, debug: bool, spec=None) -> None:
     sys.exit(EXIT_INTERNAL)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The command group. It remembers the arguments it was invoked with (``sys.argv[1:]``
+    from a shell, the list given when called in-process), for the reproduce command."""
+
+    invoked_args: list[str] = []
+
+    def main(self, args=None, *rest, **kwargs):
+        self.invoked_args = [str(a) for a in (sys.argv[1:] if args is None else args)]
+        return super().main(args, *rest, **kwargs)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sensreport")
 def main() -> None:
     """Sensitivity reports for TensorFlow models: Jacobians, gradients and finite differences."""
@@ -79,7 +90,7 @@ def run(spec: str, out: str | None, plotlyjs: str | None, baseline: str | None, 
     from .spec import load_spec
 
     started = time.perf_counter()
-    command = json.loads(command_line) if command_line else ["sensreport", *sys.argv[1:]]
+    command = json.loads(command_line) if command_line else ["sensreport", *main.invoked_args]
     link = contextlib.nullcontext()
     if worker_fd is not None:
         from .supervisor import ParentLink
