@@ -751,5 +751,6 @@ def test_dependence_view_draws_each_inputs_derivative_against_its_value(reports,
     assert p.text_content("#desc-dependence").startswith("Scatter of d p_late / d debt_ratio against debt_ratio at 40 points")
     details = p.locator('details.numbers[data-figure="dependence"]')
     details.locator("summary").click()
+    details.locator("tbody tr").first.wait_for(timeout=5_000)  # filled on the toggle event, as in the heatmap test
     assert details.locator("tbody tr").count() == 40
     page.clean()
