@@ -24,6 +24,7 @@ import numpy as np
 
 from .measures import blocks
 from .stats import relative_error
+from .summaries import subsample_indices
 
 #: z at or below which an entry agrees (the spec's checks.fd_vs_ad.max_z).
 MAX_Z = 3.0
@@ -83,7 +84,7 @@ class AgreementAccumulator:
         # (non-finite z counts as the worst), each as (flat index, ad, fd, z) columns
         self.total = None if points is None else points * k * n
         self.candidates = (None if points is None else
-                           _even(self.total, SCATTER_ENTRIES if self.total > SCATTER_ENTRIES else self.total))
+                           subsample_indices(self.total, SCATTER_ENTRIES if self.total > SCATTER_ENTRIES else self.total))
         self.picked = np.zeros((4, 0))
         self.worst_picked = np.zeros((4, 0))
 
@@ -187,7 +188,7 @@ class AgreementAccumulator:
         if self.total > SCATTER_ENTRIES:
             worst = self.worst_picked
             rest = picked[:, ~np.isin(picked[0], worst[0])]
-            rest = rest[:, _even(rest.shape[1], SCATTER_ENTRIES - SCATTER_WORST)]
+            rest = rest[:, subsample_indices(rest.shape[1], SCATTER_ENTRIES - SCATTER_WORST)]
             picked = np.concatenate([worst, rest], axis=1)
         flat = picked[0].astype(np.int64)
         p, rest_ = np.divmod(flat, self.k * self.n)
@@ -240,16 +241,6 @@ class AgreementAccumulator:
                       "benign": int(self.kinks_benign), "worst": list(self.worst_kinks)},
             "worst": list(self.worst),
         }
-
-
-def _even(total: int, count: int) -> np.ndarray:
-    """At most ``count`` evenly spaced indices of ``range(total)``, first and last included."""
-    count = max(1, int(count))
-    if total <= count:
-        return np.arange(total)
-    if count == 1:
-        return np.array([0])
-    return np.unique(np.round(np.linspace(0, total - 1, count)).astype(np.int64))
 
 
 def _top(columns: np.ndarray) -> np.ndarray:
