@@ -11,6 +11,7 @@ import numpy as np
 
 from .analysis.agreement import Agreement
 from .analysis.categories import CategorySplit
+from .analysis.globalsa import ActiveSubspace, Intervals, SobolBounds
 from .analysis.groups import GroupMeasures
 from .analysis.pointstats import PointStats
 from .analysis.stats import ranking
@@ -194,6 +195,16 @@ class RunResult:
     categories: list[CategorySplit] = field(default_factory=list)
     #: methods.discrete: the outputs with each listed held input at each of its values
     discrete: list[DiscreteEffect] = field(default_factory=list)
+    #: the level of every confidence interval (sensitivity.confidence)
+    confidence: float = 0.95
+    #: the confidence intervals of the measures, their shares and ranks (None: too few points)
+    intervals: Intervals | None = None
+    #: the feature groups' measure intervals ``(low, high)`` ``[k, g]``
+    group_intervals: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    #: upper bounds on the total Sobol' indices (where the inputs' distributions are known)
+    sobol: SobolBounds | None = None
+    #: per output, the active subspace of the scaled gradients (None when it does not fit)
+    subspace: ActiveSubspace | None = None
 
     def __repr__(self) -> str:
         """One line: title, verdict, model, sizes, methods, top inputs (not every array)."""
@@ -298,6 +309,69 @@ class RunResult:
                                 for i, name in enumerate(self.output_names)},
                 "array": f"discrete_{e.input}"}
 
+    def _per_output(self, values: np.ndarray, names: list[str] | None = None) -> dict[str, Any]:
+        names = names or self.input_names
+        return {self.output_names[o]: dict(zip(names, _floats(values[k]))) for k, o in enumerate(self.measure_outputs)}
+
+    def _interval_map(self, low: np.ndarray, high: np.ndarray, names: list[str] | None = None) -> dict[str, Any]:
+        names = names or self.input_names
+        return {self.output_names[o]: {name: [a, b] for name, a, b in zip(names, _floats(low[k]), _floats(high[k]))}
+                for k, o in enumerate(self.measure_outputs)}
+
+    def intervals_method(self) -> str:
+        iv = self.intervals
+        return f"percentile bootstrap over {iv.batches} batches of consecutive points ({iv.replicates} replicates)"
+
+    def confidence_dict(self) -> dict[str, Any] | None:
+        """results.json's ``measures.confidence``: ``level``, how the intervals were made,
+        each measure's ``<measure>.per_output.<output>.<input> = [low, high]``, ``shares``
+        in the same layout with ``overall``, and ``ranks.<measure>.overall``; None without intervals."""
+        iv = self.intervals
+        if iv is None:
+            return None
+        out: dict[str, Any] = {"level": iv.level, "batches": iv.batches, "replicates": iv.replicates,
+                               "method": self.intervals_method()}
+        for name, (low, high) in iv.measures.items():
+            out[name] = {"per_output": self._interval_map(low, high)}
+        def by_input(pair):
+            return {n: [a, c] for n, a, c in zip(self.input_names, _floats(pair[0]), _floats(pair[1]))}
+
+        out["shares"] = {name: {"per_output": self._interval_map(*iv.shares[name]), "overall": by_input(iv.overall[name])}
+                         for name in iv.shares}
+        out["ranks"] = {name: {"overall": by_input(pair)} for name, pair in iv.overall_ranks.items()}
+        return out
+
+    def global_dict(self) -> dict[str, Any]:
+        """results.json's ``global``: ``sobol_total_bound`` and ``active_subspace`` (None when not computed)."""
+        out: dict[str, Any] = {"sobol_total_bound": None, "active_subspace": None}
+        sb = self.sobol
+        if sb is not None:
+            groups = {self.output_names[o]: {g: _floats(v[k])[0] for g, v in sb.groups.items()}
+                      for k, o in enumerate(self.measure_outputs)}
+            out["sobol_total_bound"] = {
+                "per_output": self._per_output(sb.bound),
+                "confidence": {"level": self.confidence, "per_output": self._interval_map(sb.low, sb.high)},
+                "poincare_constants": {n: c for n, c in zip(self.input_names, _floats(sb.constants)) if c is not None},
+                "output_variance": {self.output_names[o]: v for o, v in zip(sb.outputs, _floats(sb.variance))},
+                "groups": groups if sb.groups else {},
+            }
+        a = self.subspace
+        if a is not None:
+            keep = min(len(self.input_names), JSON_EIGENVECTORS)
+            per = {}
+            for k, o in enumerate(a.outputs):
+                entry = {"eigenvalues": _floats(a.eigenvalues[k]),
+                         "eigenvectors": [_floats(v) for v in a.eigenvectors[k, :keep]]}
+                entry["eigenvalue_intervals"] = (None if a.low is None else
+                                                 [list(p) for p in zip(_floats(a.low[k]), _floats(a.high[k]))])
+                per[self.output_names[o]] = entry
+            out["active_subspace"] = {
+                "scaled_by": "each input's standard deviation over the points (x_j / std_j)",
+                "scale": dict(zip(self.input_names, _floats(a.scale))),
+                "eigenvectors_listed": keep, "array": "active_subspace_eigenvectors",
+                "per_output": per}
+        return out
+
     def inputs_dict(self) -> dict[str, Any]:
         """results.json's ``inputs``: the differentiated inputs' names and shape, every model
         input (``tensors``), the held ones with the values seen (``fixed``), the groups."""
@@ -315,7 +389,11 @@ class RunResult:
         g = self.groups
         group_measures = None if g is None else {
             "source": self.measure_source, "shown": self.shown_measures, "leading": self.leading_measure,
-            "values": self._measure_values(g.measures, g.overall, g.names)}
+            "values": self._measure_values(g.measures, g.overall, g.names),
+            "confidence": None if not self.group_intervals or self.intervals is None else {
+                "level": self.intervals.level, "method": self.intervals_method(),
+                **{m: {"per_output": self._interval_map(*pair, names=g.names)}
+                   for m, pair in self.group_intervals.items()}}}
         return {
             "schema_version": RESULTS_SCHEMA_VERSION,
             "status": self.status,
@@ -332,7 +410,8 @@ class RunResult:
             "points": int(len(self.points)),
             "methods": {name: m.to_dict() for name, m in self.methods.items()},
             "measures": {"source": self.measure_source, "shown": self.shown_measures, "leading": self.leading_measure,
-                         "values": measures},
+                         "values": measures, "confidence": self.confidence_dict()},
+            "global": self.global_dict(),
             "group_measures": group_measures,
             "categories": {c.input: self._category_dict(c) for c in self.categories},
             "discrete": {e.input: self._discrete_dict(e) for e in self.discrete},
@@ -356,6 +435,9 @@ class RunResult:
                 out[f"points_{name}"] = a.astype(str) if a.dtype == object else a
         for e in self.discrete:
             out[f"discrete_{e.input}"] = e.values
+        if self.subspace is not None:
+            out["active_subspace_eigenvalues"] = self.subspace.eigenvalues
+            out["active_subspace_eigenvectors"] = self.subspace.eigenvectors
         for name, m in self.methods.items():
             if m.status != "ok":
                 continue
@@ -368,6 +450,10 @@ class RunResult:
             if m.error is not None and m.path is None:
                 out[f"{name}_error"] = m.error
         return out
+
+
+#: Leading eigenvectors per output listed in results.json (all of them are in arrays.npz).
+JSON_EIGENVECTORS = 10
 
 
 def _floats(values) -> list[float | None]:

@@ -48,6 +48,19 @@ _MEASURES: dict[str, Any] = {
                                "overall": _BY_INPUT},
             },
         },
+        "confidence": {
+            "type": ["object", "null"],
+            "description": "Confidence intervals at `level` (sensitivity.confidence), by a percentile bootstrap "
+                           "over `batches` batches of consecutive points (`replicates` replicates): measure -> "
+                           "per_output -> output -> input -> [low, high]; `shares` of the rankable measures in the "
+                           "same layout with `overall`, and `ranks` (overall only: 1 the most sensitive). null without measures or with fewer than "
+                           "8 points. Under group_measures: the groups' per_output intervals of mean_abs, rms, std_scaled, "
+                           "elasticity.",
+            "required": ["level", "method"],
+            "properties": {"level": {"type": "number"}, "method": {"type": "string"},
+                           "batches": {"type": "integer"}, "replicates": {"type": "integer"},
+                           "shares": {"type": "object"}, "ranks": {"type": "object"}},
+        },
     },
 }
 
@@ -59,7 +72,7 @@ RESULTS_SCHEMA: dict[str, Any] = {
                    "and how the run went.",
     "type": "object",
     "required": ["schema_version", "status", "check_status", "problems", "verdict", "checks", "title", "model",
-                 "inputs", "outputs", "points", "methods", "measures", "rankings", "agreement", "nonfinite",
+                 "inputs", "outputs", "points", "methods", "measures", "global", "rankings", "agreement", "nonfinite",
                  "dead_inputs", "baseline", "warnings", "notes", "timings", "memory", "provenance"],
     "properties": {
         "schema_version": {"const": RESULTS_SCHEMA_VERSION, "description": "Format version of this file."},
@@ -191,6 +204,33 @@ RESULTS_SCHEMA: dict[str, Any] = {
                            "output -> [a][b] the mean change of the output over the points with value a when the "
                            "input takes value b instead; the per-point outputs are the arrays.npz array named.",
             "additionalProperties": {"type": "object", "required": ["values", "counts", "mean_effect", "array"]},
+        },
+        "global": {
+            "type": "object",
+            "required": ["sobol_total_bound", "active_subspace"],
+            "description": "Global sensitivity from the derivatives.",
+            "properties": {
+                "sobol_total_bound": {
+                    "type": ["object", "null"],
+                    "required": ["per_output", "confidence", "poincare_constants", "output_variance"],
+                    "description": "Upper bounds on the total Sobol' indices, C_i nu_i / V (C_i the Poincare "
+                                   "constant of input i's distribution, nu_i its DGSM, V the output's variance): "
+                                   "per_output -> output -> input -> bound (null where the input's distribution "
+                                   "is unknown); confidence in the same layout as [low, high]; groups -> output "
+                                   "-> group -> the sum of its members' bounds. null when no input's "
+                                   "distribution is known.",
+                },
+                "active_subspace": {
+                    "type": ["object", "null"],
+                    "required": ["per_output", "scale"],
+                    "description": "Per output: eigenvalues (descending) of the mean outer product of the "
+                                   "gradients with respect to the inputs scaled by their std, eigenvalue_intervals "
+                                   "(bootstrap over batches of points; null when the batch matrices do not fit) and the leading eigenvectors "
+                                   "(n weights each, in inputs.names order; all of them in arrays.npz's "
+                                   "active_subspace_eigenvectors [k, n, n]), for the first 20 outputs. null above "
+                                   "2,000 inputs or when the matrices do not fit the memory budget.",
+                },
+            },
         },
         "rankings": {
             "type": "object",

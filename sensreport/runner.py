@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import checks
 from .analysis.collect import analyse
+from .analysis.globalsa import poincare_constants
 from .compute.discrete import check_discrete, discrete_effects
 from .compute.execute import execute, method_results, plan_methods
 from .engine import default_memory_budget
@@ -162,7 +163,8 @@ def compute(
     flat = prepared.flat
     methods = method_results(plan, computed)
     found = analyse(plan, computed, methods, flat, prepared.y, list(spec.measures), prepared.target.dtype,
-                    prepared.layout.groups, prepared.layout.held)
+                    prepared.layout.groups, prepared.layout.held, level=spec.confidence,
+                    constants=poincare_constants(prepared.distributions, flat.shape[1]), seed=spec.points.seed)
     # stages in the order they ran; each method's seconds are part of "derivatives"
     timings = {**prepared.timings, "plan": planned, "derivatives": computed.seconds}
     if effects:
@@ -207,6 +209,11 @@ def compute(
         groups=found.groups,
         categories=found.categories,
         discrete=effects,
+        confidence=spec.confidence,
+        intervals=found.intervals,
+        group_intervals=found.group_intervals,
+        sobol=found.sobol,
+        subspace=found.subspace,
         custom_gradients=[] if prepared.target.eager else prepared.target.custom_gradients,
     )
 

@@ -161,3 +161,20 @@ def test_ray_runs_a_model_with_named_inputs_and_a_held_category(cluster, tmp_pat
     assert_same_finite_differences(remote, local)
     np.testing.assert_allclose(remote.groups.measures["rms"], local.groups.measures["rms"], rtol=1e-5)
     assert remote.verdict.status == "passed"
+
+
+def test_ray_intervals_and_active_subspaces_match_local(cluster, tmp_path):
+    """The batch sums behind the confidence intervals and the subspace matrices merge
+    across workers: the same intervals and eigenvalues as one local sweep."""
+    (tmp_path / "f.py").write_text((EXAMPLES / "seed" / "functions.py").read_text())
+    pts = np.random.default_rng(1).uniform(0.5, 2.0, (64, 3)).tolist()
+    text = (f"model: {{callable: f.py:vector}}\ninputs: {{points: {{values: {pts}}}}}\n"
+            "methods: {jacobian: {}}\n")
+    local = run_spec(tmp_path, "local", text)
+    remote = run_spec(tmp_path, "ray", text + "execution: {engine: ray, ray: {chunk_points: 10}}\n")
+    assert local.intervals is not None and local.intervals.batches == 32
+    for m, (low, high) in local.intervals.measures.items():
+        np.testing.assert_allclose(remote.intervals.measures[m][0], low, rtol=1e-10, err_msg=m)
+        np.testing.assert_allclose(remote.intervals.measures[m][1], high, rtol=1e-10, err_msg=m)
+    np.testing.assert_allclose(remote.subspace.eigenvalues, local.subspace.eigenvalues, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(remote.subspace.low, local.subspace.low, rtol=1e-10, atol=1e-14)

@@ -163,3 +163,35 @@ def compare(new_table: MeasureTable, baseline: dict, top_k: int = 5) -> dict[str
 def _f(v) -> float | None:
     v = float(v)
     return v if np.isfinite(v) else None
+
+
+#: Leading directions whose |cosine| falls below this differ: the model now varies mostly
+#: along another combination of inputs.
+DIRECTION_COSINE = 0.9
+
+
+def direction_changes(old: dict, new: dict) -> dict[str, dict[str, Any]]:
+    """Per output present in both documents' ``global.active_subspace``: the |cosine| between
+    the two runs' leading eigenvectors (``cosine``) and whether they differ (``changed``,
+    below ``DIRECTION_COSINE``); inputs matched by name (missing ones weigh 0). Empty when
+    either run has no active subspaces."""
+    def per_output(doc):
+        sub = (doc.get("global") or {}).get("active_subspace") or {}
+        return sub.get("per_output") or {}, list((doc.get("inputs") or {}).get("names") or [])
+
+    (a, names_a), (b, names_b) = per_output(old), per_output(new)
+    names = list(dict.fromkeys(names_b + names_a))
+    out = {}
+    for output, entry in b.items():
+        if output not in a or not entry.get("eigenvectors") or not a[output].get("eigenvectors"):
+            continue
+        va = dict(zip(names_a, a[output]["eigenvectors"][0]))
+        vb = dict(zip(names_b, entry["eigenvectors"][0]))
+        x = np.array([va.get(n) or 0.0 for n in names], dtype=np.float64)
+        y = np.array([vb.get(n) or 0.0 for n in names], dtype=np.float64)
+        norm = np.linalg.norm(x) * np.linalg.norm(y)
+        if norm == 0:
+            continue
+        cosine = float(abs(x @ y) / norm)
+        out[output] = {"cosine": cosine, "changed": cosine < DIRECTION_COSINE}
+    return out

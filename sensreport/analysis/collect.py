@@ -12,6 +12,8 @@ import numpy as np
 from . import measures as M
 from .agreement import Agreement
 from .categories import CategorySplit, category_splits
+from .globalsa import (ActiveSubspace, Intervals, SobolBounds, active_subspace, batch_intervals, eigen_intervals,
+                       group_intervals, sobol_bounds)
 from .groups import GroupMeasures, group_measures
 from .pointstats import PointStats, leading_measure, point_stats, rankable_measures
 
@@ -33,24 +35,43 @@ class Analysis:
     timings: dict[str, float] = field(default_factory=dict)
     groups: GroupMeasures | None = None
     categories: list[CategorySplit] = field(default_factory=list)
+    #: confidence intervals of the measures, shares and ranks (None: too few points)
+    intervals: Intervals | None = None
+    sobol: SobolBounds | None = None
+    subspace: ActiveSubspace | None = None
+    #: the feature groups' measure intervals ``(low, high)`` ``[k, g]``
+    group_intervals: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def analyse(plan, computed, methods: dict, points: np.ndarray, outputs: np.ndarray, shown: list[str],
-            ad_dtype: str, groups: dict[str, tuple[int, ...]] | None = None, held=()) -> Analysis:
+            ad_dtype: str, groups: dict[str, tuple[int, ...]] | None = None, held=(), level: float = 0.95,
+            constants: np.ndarray | None = None, seed: int = 0) -> Analysis:
     """``plan``, ``computed`` and the ``methods``' results from the compute stage;
     ``points`` ``[P, n]``, ``outputs`` ``[P, m]``; ``groups`` the feature groups' columns;
-    ``held`` the held inputs (their measures are split by category)."""
+    ``held`` the held inputs (their measures are split by category); ``level`` the
+    confidence intervals' level; ``constants`` each input's Poincaré constant ``[n]``
+    (NaN where its distribution is unknown) for the Sobol' bounds; ``seed`` the bootstrap's."""
     t0 = time.perf_counter()
     partial = computed.partial
     source = next((k for k in ("jacobian", "finite_difference", "rows") if k in methods and methods[k].status == "ok"),
                   None)
     values, overall, m_outputs, dead, warnings = {}, {}, [], [], []
+    intervals = sobol = subspace = sums = None
     if source:
         acc = partial.methods[source].measures
         m_outputs = list(plan.method(source).outputs)
         values = acc.result(plan.spread)
+        sums = acc.batch_sums()
+        intervals = batch_intervals(sums, plan.spread, level, seed) if sums is not None else None
         overall = {k: M.overall(v, k) for k, v in values.items()}
         dead = acc.dead_inputs()
+        if constants is not None:
+            rms_interval = intervals.measures["rms"] if intervals else (np.full_like(values["rms"], np.nan),) * 2
+            sobol = sobol_bounds(values["rms"], rms_interval, constants, outputs, m_outputs, groups)
+        sub_acc = partial.methods[source].subspace
+        if sub_acc is not None:
+            subspace = active_subspace(sub_acc, m_outputs[: sub_acc.k], points)
+            eigen_intervals(subspace, sub_acc, level, seed)
         if len(points) == 1:
             warnings.append("Only one point: the std-scaled measure needs the inputs' spread and is not available.")
     agreement = None
@@ -68,6 +89,9 @@ def analyse(plan, computed, methods: dict, points: np.ndarray, outputs: np.ndarr
             nonfinite[name] = partial.methods[name].nonfinite.summary()
     lead = leading_measure(shown, values, overall)
     groups_found = group_measures(values, overall, groups or {})
+    group_iv = {}
+    if groups_found is not None and sums is not None:
+        group_iv = group_intervals(sums, {g: tuple(groups[g]) for g in groups_found.names}, plan.spread, level, seed)
     t1 = time.perf_counter()
     stats, splits = None, []
     if source:
@@ -79,4 +103,4 @@ def analyse(plan, computed, methods: dict, points: np.ndarray, outputs: np.ndarr
             splits = category_splits(deriv, points, rows_y, held, plan.spread)
     timings = {"measures": t1 - t0, "point_stats": time.perf_counter() - t1}
     return Analysis(source, m_outputs, values, overall, lead, dead, agreement, nonfinite, stats, warnings, timings,
-                    groups_found, splits)
+                    groups_found, splits, intervals, sobol, subspace, group_iv)

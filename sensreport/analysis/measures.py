@@ -54,6 +54,31 @@ def _ratio(total: np.ndarray, count: np.ndarray) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
+#: The sums kept per batch of points for the confidence intervals.
+BATCH_SUMS = ("sum_abs", "sum_sq", "count", "positive", "sum_elastic", "count_elastic")
+
+
+class Batches:
+    """``count`` batches of consecutive points out of ``points``: batch ``b`` holds points
+    ``[b P / count, (b + 1) P / count)``. Fixed by the point indices, not by how the points
+    are chunked, so the batches' sums are the same on one machine and on many."""
+
+    def __init__(self, points: int, count: int):
+        self.points, self.count = int(points), max(1, min(int(count), int(points)))
+        self.edges = (np.arange(self.count + 1) * self.points) // self.count
+
+    def pieces(self, offset: int, length: int):
+        """``(batch, slice into the chunk)`` for a chunk of ``length`` points from ``offset``."""
+        start, stop = offset, offset + length
+        first = int(np.searchsorted(self.edges, start, side="right")) - 1
+        for b in range(max(first, 0), self.count):
+            lo, hi = max(start, self.edges[b]), min(stop, self.edges[b + 1])
+            if lo >= stop:
+                break
+            if hi > lo:
+                yield b, slice(lo - offset, hi - offset)
+
+
 #: Values per block of the accumulators' float64 temporaries (8 MiB each).
 BLOCK_VALUES = 1 << 20
 
@@ -82,20 +107,38 @@ class MeasureAccumulator:
         :func:`elasticity_guard`.
     """
 
-    def __init__(self, k: int, n: int, output_guard: np.ndarray):
+    def __init__(self, k: int, n: int, output_guard: np.ndarray, batches: Batches | None = None):
         self.guard = np.asarray(output_guard, dtype=np.float64)
+        self.shape = (k, n)
         z = lambda: np.zeros((k, n))  # noqa: E731
         self.sum_abs, self.sum_sq, self.count = z(), z(), z()
         self.positive, self.negative, self.sum = z(), z(), z()
         self.sum_elastic, self.count_elastic = z(), z()
         self.max_abs = np.zeros(n)
+        #: with ``batches``: the sums behind the measures per batch of consecutive points
+        #: (batch -> name -> ``[k, n]``), from which the confidence intervals are drawn
+        self.batches = batches
+        self.by_batch: dict[int, dict[str, np.ndarray]] = {}
 
-    def update(self, jac: np.ndarray, points: np.ndarray, outputs: np.ndarray) -> None:
-        """Add ``jac [b, k, n]`` at ``points [b, n]`` with ``outputs [b, k]``.
+    def update(self, jac: np.ndarray, points: np.ndarray, outputs: np.ndarray, offset: int = 0) -> None:
+        """Add ``jac [b, k, n]`` at ``points [b, n]`` with ``outputs [b, k]``; ``offset`` is
+        the index of the first point (it places the points in their batches).
 
         Works through blocks of outputs so that its float64 temporaries stay near
         ``BLOCK_VALUES`` values whatever the chunk's size.
         """
+        if self.batches is None:
+            self._update_all(jac, points, outputs)
+            return
+        for batch, sl in self.batches.pieces(offset, len(jac)):
+            piece = MeasureAccumulator(*self.shape, self.guard)
+            piece._update_all(jac[sl], points[sl], outputs[sl])
+            self.merge(piece)
+            mine = self.by_batch.setdefault(batch, {name: np.zeros(self.shape) for name in BATCH_SUMS})
+            for name in BATCH_SUMS:
+                mine[name] += getattr(piece, name)
+
+    def _update_all(self, jac: np.ndarray, points: np.ndarray, outputs: np.ndarray) -> None:
         for rows in blocks(jac.shape):
             self._update(jac[:, rows], points, outputs[:, rows], rows)
 
@@ -152,7 +195,19 @@ class MeasureAccumulator:
         for name in ("sum_abs", "sum_sq", "count", "positive", "negative", "sum", "sum_elastic", "count_elastic"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.max_abs = np.maximum(self.max_abs, other.max_abs)
+        for batch, sums in other.by_batch.items():
+            mine = self.by_batch.setdefault(batch, {name: np.zeros(self.shape) for name in BATCH_SUMS})
+            for name in BATCH_SUMS:
+                mine[name] += sums[name]
         return self
+
+    def batch_sums(self) -> dict[str, np.ndarray] | None:
+        """The sums behind the measures per batch, each ``[batches, k, n]`` (batches in
+        order; those without points left out), or None without batches."""
+        if not self.by_batch:
+            return None
+        order = sorted(self.by_batch)
+        return {name: np.stack([self.by_batch[b][name] for b in order]) for name in BATCH_SUMS}
 
     def result(self, spread: np.ndarray) -> dict[str, np.ndarray]:
         """The measures ``[k, n]``; ``spread [n]`` is each input's std over all points (NaN if unknown)."""

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..analysis import measures as M
 from ..analysis.agreement import MAX_Z
+from ..analysis.globalsa import eigen_batches, interval_batches, subspace_outputs
 from ..errors import ComputeError
 from ..sizes import format_bytes
 
@@ -48,6 +49,19 @@ class Plan:
     ad_dtype: str = "float32"  # the automatic derivatives' dtype
     fd_step: np.ndarray | None = None  # finite differences: every point's step [P, n], computed once
     output_scale: np.ndarray | None = None  # each output's largest |y| over all points (FD round-off)
+    #: the method whose gradients feed the active subspaces (the measures' preferred source)
+    #: and how many of its first outputs get one (0: none; see
+    #: :func:`~sensreport.analysis.globalsa.subspace_outputs`)
+    subspace_method: str | None = None
+    subspace_outputs: int = 0
+    #: batches of consecutive points whose sums give the confidence intervals (0: none),
+    #: and whether the subspaces keep theirs (the eigenvalues' intervals)
+    interval_batches: int = 0
+    eigen_batches: bool = False
+
+    def batches(self):
+        """The batches of points the accumulators keep sums for, or None."""
+        return M.Batches(self.points, self.interval_batches) if self.interval_batches else None
 
     @property
     def call_budget(self) -> int:
@@ -107,6 +121,11 @@ def make_plan(
     magnitude = M.output_magnitude(outputs)
     fd = next((m for m in methods if m.name == "finite_difference"), None)
     steps = None
+    first = next((m for name in ("jacobian", "finite_difference", "rows") for m in methods
+                  if m.name == name and not m.blocked), None)
+    sub_k = subspace_outputs(len(first.outputs), n, budget) if first is not None else 0
+    widest = max((len(m.outputs) for m in methods), default=1)
+    batches = interval_batches(p, widest, n, budget)
     if fd is not None:
         steps = engine.fd_step(points, fd.scheme or "central", fd_dtype or "float64", fd.step, spread=spread)
         steps.flags.writeable = False
@@ -126,4 +145,8 @@ def make_plan(
         ad_dtype=ad_dtype,
         fd_step=steps,
         output_scale=magnitude,
+        subspace_method=first.name if sub_k else None,
+        subspace_outputs=sub_k,
+        interval_batches=batches,
+        eigen_batches=bool(sub_k) and eigen_batches(sub_k, n, batches),
     )

@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import engine
 from ..analysis.agreement import AgreementAccumulator
+from ..analysis.globalsa import SubspaceAccumulator
 from ..analysis.measures import MeasureAccumulator, NonfiniteAccumulator
 from ..errors import ComputeError
 from .methods import METHODS
@@ -32,6 +33,7 @@ class MethodPartial:
     run: engine.MethodRun
     measures: MeasureAccumulator
     nonfinite: NonfiniteAccumulator
+    subspace: SubspaceAccumulator | None = None  # the plan's subspace method only
 
     @property
     def status(self) -> str:
@@ -41,6 +43,8 @@ class MethodPartial:
         self.run.merge(other.run)
         self.measures.merge(other.measures)
         self.nonfinite.merge(other.nonfinite)
+        if self.subspace is not None and other.subspace is not None:
+            self.subspace.merge(other.subspace)
         return self
 
 
@@ -66,10 +70,14 @@ class Partial:
 
 def empty_partial(plan: Plan) -> Partial:
     """A partial with nothing in it yet (the start of a merge)."""
+    batches = plan.batches()
     methods = {
         m.name: MethodPartial(engine.MethodRun(m.name),
-                              MeasureAccumulator(len(m.outputs), plan.n, plan.guard[list(m.outputs)]),
-                              NonfiniteAccumulator())
+                              MeasureAccumulator(len(m.outputs), plan.n, plan.guard[list(m.outputs)], batches),
+                              NonfiniteAccumulator(),
+                              SubspaceAccumulator(plan.subspace_outputs, plan.n, plan.spread,
+                                                  batches if plan.eigen_batches else None)
+                              if m.name == plan.subspace_method else None)
         for m in plan.methods
     }
     agreement = None
@@ -125,8 +133,10 @@ def run_chunk(
             continue
         part.run = d.run
         t0 = time.perf_counter()
-        part.measures.update(d.values, target.differentiated(x), y[:, list(mp.outputs)])
+        part.measures.update(d.values, target.differentiated(x), y[:, list(mp.outputs)], offset)
         part.nonfinite.update(d.values, offset)
+        if part.subspace is not None:
+            part.subspace.update(d.values, offset)
         partial.reduce_seconds += time.perf_counter() - t0
         values[mp.name] = d.values
         if d.estimate is not None:

@@ -38,6 +38,9 @@ class Prepared:
     layout: InputLayout | None = None
     input_units: list[str] = field(default_factory=list)  # per input, "" where none is declared
     output_units: list[str] = field(default_factory=list)
+    #: per differentiated input (``input_names``), the distribution its values were drawn
+    #: from (a sample's, or declared in ``inputs.distributions``), None where unknown
+    distributions: list = field(default_factory=list)
 
     @property
     def target(self) -> engine.Target:

@@ -20,6 +20,7 @@ SEQUENTIAL = "Viridis"  # perceptually uniform and colour-blind safe
 
 # Okabe-Ito colours: distinguishable with every common colour-vision deficiency.
 BLUE, VERMILLION, GREY, BLACK = "#0072B2", "#D55E00", "#9aa0a6", "#222222"
+GREY_DARK = "#5f6368"  # confidence intervals on bars: apart from the black spread marks
 
 
 #: The chart toolbar: zoom, pan, reset and "download as PNG" only. A confidential audit

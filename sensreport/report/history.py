@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..analysis.baseline import MeasureTable, compare, load_baseline
+from ..analysis.baseline import MeasureTable, compare, direction_changes, load_baseline
 from ..analysis.measures import DEFINITIONS
 from ..errors import InputError
 from ..files import atomic_write_text
@@ -123,11 +123,13 @@ def build_comparison(old: dict, new: dict, measure: str | None = None, top_k: in
         raise InputError("B", f"cannot compare these runs: {c['error']}")
     outputs = []
     figures = {}
+    directions = direction_changes(old, new)
     for k, (out, row) in enumerate(c["per_output"].items()):
         shown = row["inputs"][:30]
         outputs.append({"name": out, "rows": shown, "more": len(row["inputs"]) - len(shown),
                         "max_rel_change": row["max_rel_change"], "top_k_changes": row["top_k_changes"],
-                        "rank_correlation": row["rank_correlation"], "figure": f"cmp{k}"})
+                        "rank_correlation": row["rank_correlation"], "figure": f"cmp{k}",
+                        "direction": directions.get(out)})
         names = [r["input"] for r in shown[:15]][::-1]
         listed = ", ".join(f"{r['input']} {format_number(r['old'])} → {format_number(r['new'])}" for r in shown[:5])
         figures[f"cmp{k}"] = figure(f"cmp{k}", [

@@ -15,6 +15,7 @@ from .environment import environment, plotly_script
 from .figures import NARROW_WIDTH, PLOT_CONFIG
 from .format import date_text, to_json
 from .dependence import dependence_section
+from .globalsa import global_section
 from .heatmaps import heatmaps_section
 from .images import images_section
 from .inputs import inputs_section
@@ -42,6 +43,7 @@ def build_report(result: RunResult) -> dict[str, Any]:
     agreement = agreement_section(ctx)
     inputs = inputs_section(ctx)
     sequence = sequence_section(ctx)
+    global_sa = global_section(ctx)
     figures: dict[str, Any] = {}
 
     def collect(fig):
@@ -60,6 +62,9 @@ def build_report(result: RunResult) -> dict[str, Any]:
                 collect(sec["rows"]["fig"])
     if dependence:
         collect(dependence["fig"])
+    if global_sa:
+        for part in ("bounds", "eigen", "summary"):
+            collect(global_sa[part] and global_sa[part]["fig"])
     for f in agreement["figures"]:
         collect(f["fig"])
     if sequence:
@@ -129,6 +134,7 @@ def build_report(result: RunResult) -> dict[str, Any]:
         "sequence": sequence,
         "images": images,
         "dependence": dependence,
+        "global_sa": global_sa,
         "agreement": agreement,
         "baseline": baseline_section(r),
         "provenance": provenance_section(r),

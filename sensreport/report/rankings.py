@@ -10,9 +10,10 @@ import numpy as np
 
 from ..analysis import stats
 from ..analysis.measures import UNITLESS
+from ..analysis.globalsa import overlaps
 from ..analysis.stats import ranking
 from .context import Context, UNITS
-from .figures import BLACK, BLUE, GREY, figure, ticks
+from .figures import BLACK, BLUE, GREY, GREY_DARK, figure, ticks
 from .format import csv_cell, exact_column, format_number, plotly_text, round_list
 
 
@@ -34,8 +35,15 @@ def rankings_section(ctx: Context) -> dict | None:
     first = variants[f"{ctx.primary}|{views[0][0]}"]
     fig = figure("ranking", first["data"], first["layout"], variants=variants, controls=["rank-measure", "rank-view"],
                  summary=first["summary"])
+    caption = first["caption"]
     notes = ["Bars: the measure over all points. Dot and whisker: the median and interquartile range (25th to 75th "
              "percentile) of the per-point values, i.e. how much the input's effect varies from point to point."]
+    level = f"{100 * ctx.result.confidence:g} %"
+    iv = ctx.result.intervals
+    if iv is not None:
+        notes.append(f"Thin grey line on a bar: the {level} confidence interval of the measure (on the overall view, "
+                     f"of the share), by a bootstrap over {iv.batches} batches of consecutive points "
+                     f"({iv.replicates} replicates).")
     if not ctx.spread:
         notes = ["Bars: the measure over all points. " + (ctx.deriv_note or "One point only: no spread across points.")]
     if ctx.stats_note:
@@ -49,6 +57,7 @@ def rankings_section(ctx: Context) -> dict | None:
     return {
         "print": [print_ranking(ctx, row, label) for _, label, row in views],
         "figure": fig,
+        "caption": caption,
         "notes": notes,
         "measure_options": [{"value": m, "label": ctx.label(m)} for m in ctx.rankable],
         "view_options": [{"value": key, "label": label} for key, label, _ in views],
@@ -79,6 +88,13 @@ def ranking_variant(ctx: Context, m: str, row: int | None, view_label: str) -> d
     if any(units):  # declared units in the hover: "income_k: 0.0123 probability per kUSD"
         data[0]["customdata"] = [plotly_text(u) for u in units]
         data[0]["hovertemplate"] = "%{y}: %{x:.4g} %{customdata}<extra></extra>"
+    low, high = ranking_interval(ctx, m, row)
+    if low is not None:  # the confidence interval of the measure itself, on each bar
+        bars = np.array(x[:len(top)], dtype=np.float64)
+        pad = [None] * (len(x) - len(top))
+        data[0]["error_x"] = {"type": "data", "symmetric": False, "color": GREY_DARK, "thickness": 1.2, "width": 3,
+                              "array": round_list(np.maximum(high[top] - bars, 0)) + pad,
+                              "arrayminus": round_list(np.maximum(bars - low[top], 0)) + pad}
     spread = ctx.spread_overall.get(m) if row is None else (ctx.spread[m][:, row] if m in ctx.spread else None)
     if spread is not None:
         q = spread[:, top]
@@ -116,7 +132,30 @@ def ranking_variant(ctx: Context, m: str, row: int | None, view_label: str) -> d
     listed = ", ".join(f"{raw[i]} {ctx.value_text(x[i], units[i])}" for i in range(min(5, len(top))))
     summary = (f"Bar chart, {html.unescape(title)}, {what}: the largest of {ctx.n:,} "
                f"input{'s' if ctx.n != 1 else ''} are {listed}.")
-    return {"data": data, "layout": layout, "summary": summary}
+    caption = ""
+    if low is not None:
+        pairs = overlaps(order, low, high)
+        if pairs:
+            said = "; ".join(f"{ctx.names_in[a]} and {ctx.names_in[b]}" for a, b in pairs[:3])
+            caption = (f"{said} cannot be told apart at these points: their {100 * ctx.result.confidence:g} % "
+                       "intervals overlap.")
+    return {"data": data, "layout": layout, "summary": summary + (" " + caption if caption else ""),
+            "caption": caption}
+
+
+def ranking_interval(ctx: Context, m: str, row: int | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The confidence interval of what a ranking view shows ``[n]``: the measure's for one
+    output, the overall shares' for "Overall" (None without intervals)."""
+    iv = ctx.result.intervals
+    if iv is None:
+        return None, None
+    if row is not None and m in iv.measures:
+        low, high = iv.measures[m]
+        return np.asarray(low[row], dtype=np.float64), np.asarray(high[row], dtype=np.float64)
+    if row is None and m in iv.overall:
+        low, high = iv.overall[m]
+        return np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+    return None, None
 
 
 def print_ranking(ctx: Context, row: int | None, label: str) -> dict:

@@ -557,6 +557,7 @@ def _build(data: dict, text: str, base: Path, path: Path | None, lines: dict) ->
         fd_scheme=None if fd is False else (fd or {}).get("scheme", "central"),
         fd_step=(fd or {}).get("step", "auto") if fd is not False else "auto",
         measures=tuple(data.get("sensitivity", {}).get("measures", MEASURES)),
+        confidence=float(data.get("sensitivity", {}).get("confidence", 0.95)),
         report_dir=(base / report.get("dir", "report")).resolve(),
         plotlyjs=report.get("plotlyjs", "inline"),
         report_templates=(base / report["templates"]).resolve() if "templates" in report else None,

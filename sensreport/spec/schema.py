@@ -174,6 +174,9 @@ SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {
                 "measures": {"type": "array", "items": {"enum": list(MEASURES)}, "minItems": 1},
+                "confidence": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
+                               "description": "Level of the confidence intervals of every measure, share, rank, "
+                                              "Sobol' bound and eigenvalue (default 0.95)."},
             },
         },
         "report": {

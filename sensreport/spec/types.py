@@ -99,4 +99,5 @@ class Spec:
     axes: dict[str, dict[str, Any]] = field(default_factory=dict)
     lines: dict[tuple, int] = field(default_factory=dict, repr=False, compare=False)
     input_units: dict[str, str] = field(default_factory=dict)  # inputs.units: input name -> unit
+    confidence: float = 0.95  # sensitivity.confidence: the level of every confidence interval
 
