@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from conftest import FUNCTIONS
+from conftest import EXAMPLES, FUNCTIONS
 from sensreport.distributions import Distribution, resolve
 from sensreport.errors import InputError, SpecError
 from sensreport.inputs.points import design, load_points
@@ -251,3 +251,16 @@ def test_a_run_records_the_design_and_the_distributions(tmp_path):
     assert "inputs.distributions.c" in str(info.value) and "not a name of the model's differentiated inputs" in str(
         info.value)
 
+
+def test_ishigami_example_runs_and_its_dgsm_match_the_closed_form(cli, tmp_path):
+    r = cli("run", EXAMPLES / "ishigami" / "spec.yaml", "--out", tmp_path, "--quiet")
+    assert r.exit_code == 0, r.output
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["verdict"]["status"] == "passed" and results["warnings"] == []
+    assert results["provenance"]["design"] == "sobol"
+    a, b = 7.0, 0.1
+    exact = {"x1": (1 + 2 * b * PI ** 4 / 5 + b ** 2 * PI ** 8 / 9) / 2, "x2": a ** 2 / 2,
+             "x3": 16 * b ** 2 * PI ** 6 / 7 / 2}
+    rms = results["measures"]["values"]["rms"]["per_output"]["f"]
+    for name, nu in exact.items():
+        assert rms[name] ** 2 == pytest.approx(nu, rel=1e-3), name
