@@ -147,6 +147,7 @@ def provenance(spec: Spec, loaded: LoadedModel, points: Points, command: list[st
         "points_sha256_by_input": arrays_sha256(arrays or {}),
         "files": input_files(spec, loaded),
         "seed": points.seed,
+        "design": points.design,  # a sample's method (random, sobol, halton, lhs); None for given points
         "command": command,
         "cwd": cwd,
         "reproduce": reproduce_command(command, cwd, spec),

@@ -16,6 +16,7 @@ from .analysis.groups import GroupMeasures
 from .analysis.pointstats import PointStats
 from .analysis.stats import ranking
 from .compute.discrete import DiscreteEffect
+from .distributions import Distribution
 from .engine.methods import MethodRun
 from .inputs.layout import InputLayout
 
@@ -179,6 +180,8 @@ class RunResult:
     #: declared units (inputs.units, model.output_units), one per name, "" where none
     input_units: list[str] = field(default_factory=list)
     output_units: list[str] = field(default_factory=list)
+    #: each input's declared distribution (inputs.distributions or the sample's), None where none
+    input_distributions: list[Distribution | None] = field(default_factory=list)
     #: how the run went, for information (engine choices and fallbacks, array storage);
     #: ``warnings`` are what may make the numbers differ from the truth
     notes: list[str] = field(default_factory=list)
@@ -376,7 +379,9 @@ class RunResult:
         """results.json's ``inputs``: the differentiated inputs' names and shape, every model
         input (``tensors``), the held ones with the values seen (``fixed``), the groups."""
         d: dict[str, Any] = {"names": self.input_names, "shape": self.input_shape,
-                             "units": {n: u for n, u in zip(self.input_names, self.input_units) if u}}
+                             "units": {n: u for n, u in zip(self.input_names, self.input_units) if u},
+                             "distributions": {n: d.to_json() for n, d in zip(self.input_names,
+                                                                              self.input_distributions) if d}}
         lay = self.layout
         d["tensors"] = [t.to_dict() for t in lay.tensors] if lay else []
         d["fixed"] = [h.to_dict() for h in lay.held] if lay else []

@@ -141,6 +141,14 @@ RESULTS_SCHEMA: dict[str, Any] = {
                        "shape": {"type": "array", "items": {"type": "integer"}},
                        "units": {"type": "object", "additionalProperties": {"type": "string"},
                                  "description": "Declared units by name (only those declared)."},
+                       "distributions": {"type": "object",
+                                         "description": "Declared distributions by name (only those declared), "
+                                                        "as a spec writes them: {\"uniform\": [low, high]}.",
+                                         "additionalProperties": {"type": "object", "minProperties": 1,
+                                                                  "maxProperties": 1,
+                                                                  "additionalProperties": {
+                                                                      "type": "array",
+                                                                      "items": {"type": "number"}}}},
                        "tensors": {"type": "array", "description": "Every model input in the model's order.",
                                    "items": {"type": "object", "required": ["name", "shape", "dtype", "fixed", "names"],
                                              "properties": {"name": {"type": "string"},
@@ -268,6 +276,10 @@ RESULTS_SCHEMA: dict[str, Any] = {
                                          "description": "The command, to run in the spec's folder."},
                            "machine": {"type": "object", "description": "CPU model and cores."},
                            "run_seconds": {"type": ["number", "null"]},
+                           "seed": {"type": ["integer", "null"], "description": "A sample's seed."},
+                           "design": {"enum": ["random", "sobol", "halton", "lhs", None],
+                                      "description": "A sample's method: random draws, a scrambled Sobol' or "
+                                                     "Halton sequence, a Latin hypercube; null for given points."},
                            "created": {"type": "string"}, "versions": {"type": "object"},
                            "command": {"type": ["array", "null"], "items": {"type": "string"}}},
         },

@@ -181,6 +181,7 @@ def compute(
         input_names=prepared.input_names,
         output_names=prepared.output_names,
         input_units=prepared.input_units,
+        input_distributions=prepared.distributions,
         output_units=prepared.output_units,
         input_shape=list(prepared.target.input_shape),
         output_shape=list(prepared.target.output_shape),

@@ -95,3 +95,28 @@ def test_jax_agrees_with_the_same_weights(name):
     assert {r.method for r in results if r.group == "jax"} == {"jax jit(vmap(jacrev))", "jax jit(vmap(jacfwd))"}
     auto = next(r for r in results if r.method == "sensreport auto")
     assert auto.reference == "jax jit(vmap(jacrev))"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+dgsm = _load("bench_dgsm")
+
+
+def test_dgsm_closed_forms_and_sensreports_estimate_at_a_small_sobol_design():
+    dgsm.self_check(points=200_000)
+    case = dgsm.run_case(256, salib=False)
+    # 256 Sobol' points already give each DGSM within 5 %
+    assert abs(case.sensreport / dgsm.closed_form() - 1).max() < 0.05, case.sensreport
+    assert "| 2^8 | x1 | 7.7196 |" in dgsm.table([case])
+
+
+@pytest.mark.skipif(not dgsm.have_salib(), reason="SALib is the benchmark-only extra: pip install -e .[bench]")
+def test_dgsm_salib_reference_runs():
+    theirs, _ = dgsm.salib_dgsm(256)
+    assert abs(theirs / dgsm.closed_form() - 1).max() < 0.2, theirs

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import csv
 import itertools
-from dataclasses import dataclass
+import warnings as warnings_module
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..distributions import resolve
 from ..errors import InputError
 from ..sizes import format_bytes
 from ..spec import PointsSpec
@@ -37,6 +39,9 @@ class Points:
     arrays: dict[str, np.ndarray] | None = None
     #: why ``values`` is None for a CSV: the first cell that is not a number
     not_a_number: str | None = None
+    design: str | None = None  # a sample's method: random | sobol | halton | lhs
+    #: what may make the numbers differ from the truth (a Sobol' sample of n not a power of two)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def point_shape(self) -> tuple[int, ...] | None:
@@ -268,15 +273,58 @@ def _is_number(text: str) -> bool:
 
 
 def _sample(spec: PointsSpec, names: tuple[str, ...]) -> Points:
-    rng = np.random.default_rng(spec.seed)
-    cols = []
-    for name in names:  # by flattened name, else by tensor name (numeric for numeric[3]), else the default
-        dist = spec.distributions.get(name) or spec.distributions.get(name.split("[", 1)[0])
-        kind, a, b = dist or spec.distributions["default"]
-        cols.append(rng.uniform(a, b, spec.n) if kind == "uniform" else rng.normal(a, b, spec.n))
+    """Draw the sample: ``random`` as independent draws (uniform and normal columns exactly
+    as they have always been drawn), ``sobol``, ``halton`` or ``lhs`` as a scrambled design
+    on the unit cube whose columns go through each input's inverse CDF."""
+    dists = resolve(spec.distributions, list(names))
+    warnings: list[str] = []
+    if spec.method == "random":
+        rng = np.random.default_rng(spec.seed)
+        cols = []
+        for d in dists:
+            if d.kind == "uniform":
+                cols.append(rng.uniform(*d.params, spec.n))
+            elif d.kind == "normal":
+                cols.append(rng.normal(*d.params, spec.n))
+            else:
+                cols.append(d.ppf(_inside(rng.random(spec.n))))
+    else:
+        u = _inside(design(spec.method, spec.n, len(names), spec.seed))
+        cols = [d.ppf(u[:, j]) for j, d in enumerate(dists)]
+        if spec.method == "sobol" and spec.n & (spec.n - 1):
+            low = 1 << (spec.n.bit_length() - 1)
+            warnings.append(f"inputs.points.sample: a Sobol' design of {spec.n:,} points, not a power of two, loses "
+                            f"the sequence's balance properties (its integration error is larger); use n: {low:,} "
+                            f"or n: {2 * low:,}.")
     values = np.stack(cols, axis=1)
     return Points(values, list(names), "inputs.points.sample", seed=spec.seed,
-                  columns={n: values[:, j] for j, n in enumerate(names)})
+                  columns={n: values[:, j] for j, n in enumerate(names)}, design=spec.method, warnings=warnings)
+
+
+def design(method: str, n: int, d: int, seed: int) -> np.ndarray:
+    """``n`` points of a scrambled ``sobol`` or ``halton`` sequence, or a Latin hypercube
+    (``lhs``), on ``[0, 1)^d`` from scipy.stats.qmc; the same seed gives the same points."""
+    import inspect
+
+    from scipy.stats import qmc
+
+    engine = {"sobol": qmc.Sobol, "halton": qmc.Halton, "lhs": qmc.LatinHypercube}[method]
+    # scipy 1.15 renamed `seed` to `rng`; an int means different streams under the two
+    # names, a Generator the same one: pass a Generator, under the name this scipy has
+    keyword = "rng" if "rng" in inspect.signature(engine).parameters else "seed"
+    kwargs = {keyword: np.random.default_rng(seed)}
+    if method != "lhs":
+        kwargs["scramble"] = True
+    with warnings_module.catch_warnings():
+        # Sobol' warns when n is not a power of two; the run's warnings say it instead
+        warnings_module.filterwarnings("ignore", message=".*balance properties.*", category=UserWarning)
+        return engine(d, **kwargs).random(n)
+
+
+def _inside(u: np.ndarray) -> np.ndarray:
+    """``u`` moved into the open interval (0, 1), where every inverse CDF is finite."""
+    tiny = np.finfo(np.float64).tiny
+    return np.clip(u, tiny, 1.0 - np.finfo(np.float64).epsneg)
 
 
 def _check_finite(points: Points, names: tuple[str, ...] | None = None) -> None:

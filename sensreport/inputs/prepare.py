@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import engine
 from ..deadline import stage
+from ..distributions import Distribution, resolve
 from ..errors import InputError
 from ..spec import Spec
 from .models import LoadedModel, load_model, open_model
@@ -38,9 +39,8 @@ class Prepared:
     layout: InputLayout | None = None
     input_units: list[str] = field(default_factory=list)  # per input, "" where none is declared
     output_units: list[str] = field(default_factory=list)
-    #: per differentiated input (``input_names``), the distribution its values were drawn
-    #: from (a sample's, or declared in ``inputs.distributions``), None where unknown
-    distributions: list = field(default_factory=list)
+    #: per input (aligned with ``input_names``): its declared distribution, None where none is
+    distributions: list[Distribution | None] = field(default_factory=list)
 
     @property
     def target(self) -> engine.Target:
@@ -110,13 +110,15 @@ def prepare(spec: Spec, budget: int) -> Prepared:
     timings["evaluate"] = time.perf_counter() - t0
     output_names = _output_names(spec, target, default_outputs)
     row_idx = _row_indices(spec, output_names)
-    ad_blocked, warnings = None, []
+    ad_blocked, warnings = None, list(points.warnings)
     if spec.jacobian_mode or row_idx:
-        ad_blocked, warnings = _gradient_findings(target)
+        ad_blocked, found = _gradient_findings(target)
+        warnings += found
     return Prepared(points, loaded, x, y, input_names, output_names, row_idx, ad_blocked, warnings, timings,
                     binding, layout,
                     input_units=_units(spec.input_units, input_names, "inputs.units"),
-                    output_units=_units(spec.model.output_units, output_names, "model.output_units"))
+                    output_units=_units(spec.model.output_units, output_names, "model.output_units"),
+                    distributions=_distributions(spec, input_names))
 
 
 def _tensor_name(name: str) -> str:
@@ -134,6 +136,19 @@ def _units(units: dict[str, str], names: list[str], key: str) -> list[str]:
         raise InputError(f"{key}.{unknown[0]}", f"'{unknown[0]}' is not a name of the model's "
                          f"{'inputs' if key.startswith('inputs') else 'outputs'} ({hint})")
     return [str(units.get(n, units.get(_tensor_name(n), ""))) for n in names]
+
+
+def _distributions(spec: Spec, names: list[str]) -> list[Distribution | None]:
+    """Each differentiated input's distribution. One in inputs.distributions for a name the
+    model's inputs do not have is refused (a sample's were checked against inputs.names,
+    which may name held inputs too)."""
+    tensors = {_tensor_name(n) for n in names}
+    unknown = [k for k in spec.distributions if k != "default" and k not in names and k not in tensors]
+    if unknown and spec.points.kind != "sample":
+        hint = ", ".join(names[:10]) + (", …" if len(names) > 10 else "")
+        raise InputError(f"inputs.distributions.{unknown[0]}", f"'{unknown[0]}' is not a name of the model's "
+                                                               f"differentiated inputs ({hint})")
+    return resolve(spec.distributions, names)
 
 
 def _gradient_findings(target: engine.Target) -> tuple[str | None, list[str]]:

@@ -33,7 +33,8 @@ def provenance_section(result: RunResult) -> dict:
             ("Points", prov.get("points_source")
              + (f" ({' × '.join(str(s) for s in shape)})" if shape and prov.get("points_source") else "")
              if prov.get("points_source") else None),
-            ("Points sha256", prov.get("points_sha256")), ("Seed", prov.get("seed")), ("Created", prov.get("created")),
+            ("Points sha256", prov.get("points_sha256")), ("Seed", prov.get("seed") if prov.get("design") in (None, "random")
+                      else f"{prov.get('seed')} ({prov['design']} design)"), ("Created", prov.get("created")),
             ("Run time", seconds_text(prov["run_seconds"]) if prov.get("run_seconds") is not None else None),
             ("Machine", (m.get("cpu") or "") + cores if m else None),
             ("Platform", prov.get("platform"))]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from ..distributions import KINDS, from_json, problem
 from ..errors import Problem, SpecError
 from ..sizes import format_bytes, parse_size
 from .schema import MEASURES, SCHEMA
@@ -407,36 +408,21 @@ def _check_inputs(data: dict, base: Path, add) -> None:
     for key in ("csv", "npy", "npz"):
         if key in pts and not (base / pts[key]).is_file():
             add(("inputs", "points", key), f"file not found: {base / pts[key]}")
+    names = inputs.get("names")
     if "sample" in pts:
-        names = inputs.get("names")
+        where = ("inputs", "points", "sample", "distributions")
         dists = pts["sample"]["distributions"]
         if not names:
             add(("inputs", "names"), "required with inputs.points.sample (the sample needs to know the inputs)")
         else:
-            tensors = {n.split("[", 1)[0] for n in names}  # numeric covers numeric[0], numeric[1], ...
-            for key in dists:
-                if key != "default" and key not in names and key not in tensors:
-                    hint = difflib.get_close_matches(key, names, n=1)
-                    add(("inputs", "points", "sample", "distributions", key),
-                        "not an input name" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
             missing = [n for n in names if n not in dists and n.split("[", 1)[0] not in dists]
             if missing and "default" not in dists:
-                add(("inputs", "points", "sample", "distributions"),
-                    f"no distribution for {', '.join(missing)} (add them or a 'default')")
-        for key, dist in dists.items():
-            if len(dist) != 1:
-                add(("inputs", "points", "sample", "distributions", key), "give exactly one of uniform, normal")
-                continue
-            (kind, (a, b)), = dist.items()
-            if kind == "uniform" and not a < b:
-                add(("inputs", "points", "sample", "distributions", key, kind), f"expected low < high, got [{a}, {b}]")
-            if kind == "normal" and not b > 0:
-                add(("inputs", "points", "sample", "distributions", key, kind), f"expected a positive std, got {b}")
-            where = ("inputs", "points", "sample", "distributions", key, kind)
-            if math.isfinite(a) and math.isfinite(b):
-                spread = (b - a) if kind == "uniform" else (abs(a) + 10 * abs(b))
-                if not math.isfinite(spread):
-                    add(where, f"[{a}, {b}] overflows: the values drawn would not be finite numbers")
+                add(where, f"no distribution for {', '.join(missing)} (add them or a 'default')")
+        _check_distributions(dists, names, where, add)
+        if "distributions" in inputs:
+            add(("inputs", "distributions"), "a sample's distributions are those in inputs.points.sample.distributions; "
+                                             "give them there only (inputs.distributions is for points given as "
+                                             "values, csv, npy or npz)")
         budget = data.get("execution", {}).get("memory_budget")
         n, width = pts["sample"]["n"], len(names or ())
         if budget is not None and width and isinstance(n, int):
@@ -445,7 +431,8 @@ def _check_inputs(data: dict, base: Path, add) -> None:
                 add(("inputs", "points", "sample", "n"),
                     f"{n:,} points of {width} inputs take {format_bytes(need)}, more than the whole memory budget "
                     f"(execution.memory_budget: {format_bytes(budget)})")
-    names = inputs.get("names")
+    elif isinstance(inputs.get("distributions"), dict):
+        _check_distributions(inputs["distributions"], names, ("inputs", "distributions"), add)
     if names and len(set(names)) != len(names):
         add(("inputs", "names"), "names must be unique")
     fixed = inputs.get("fixed") or []
@@ -454,6 +441,28 @@ def _check_inputs(data: dict, base: Path, add) -> None:
     for group, members in (inputs.get("groups") or {}).items():
         if len(set(members)) != len(members):
             add(("inputs", "groups", group), "members must be unique")
+
+
+def _check_distributions(dists: dict, names: list[str] | None, where: tuple, add) -> None:
+    """Each distribution is one kind with valid numbers, named by an input, its tensor or
+    ``default`` (names unknown without inputs.names: the inputs stage checks them then)."""
+    if names:
+        tensors = {n.split("[", 1)[0] for n in names}  # numeric covers numeric[0], numeric[1], ...
+        for key in dists:
+            if key != "default" and key not in names and key not in tensors:
+                hint = difflib.get_close_matches(key, names, n=1)
+                add(where + (key,), "not an input name" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+    for key, dist in dists.items():
+        if not isinstance(dist, dict):
+            continue  # a schema error
+        if len(dist) != 1:
+            add(where + (key,), f"give exactly one of {', '.join(KINDS)}")
+            continue
+        (kind, params), = dist.items()
+        if kind in KINDS and isinstance(params, list) and len(params) == len(KINDS[kind]) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in params):
+            message = problem(kind, params)
+            if message:
+                add(where + (key, kind), message)
 
 
 def _check_methods(data: dict, base: Path, add) -> None:
@@ -524,12 +533,16 @@ def _build(data: dict, text: str, base: Path, path: Path | None, lines: dict) ->
     pkind = next(k for k in ("values", "csv", "npy", "npz", "sample") if k in pts)
     if pkind == "sample":
         s = pts["sample"]
-        dists = {k: (next(iter(v)), *map(float, next(iter(v.values())))) for k, v in s["distributions"].items()}
-        points = PointsSpec(kind="sample", n=s["n"], seed=s.get("seed", 0), distributions=dists)
-    elif pkind == "values":
-        points = PointsSpec(kind="values", values=unwrap(pts["values"]))
+        dists = {k: from_json(v) for k, v in s["distributions"].items()}
+        points = PointsSpec(kind="sample", n=s["n"], seed=s.get("seed", 0), distributions=dists,
+                            method=s.get("method", "random"))
     else:
-        points = PointsSpec(kind=pkind, path=(base / pts[pkind]).resolve())
+        # given points: inputs.distributions declares what they were drawn from
+        dists = {k: from_json(v) for k, v in (data["inputs"].get("distributions") or {}).items()}
+        if pkind == "values":
+            points = PointsSpec(kind="values", values=unwrap(pts["values"]))
+        else:
+            points = PointsSpec(kind=pkind, path=(base / pts[pkind]).resolve())
     methods = data["methods"]
     jac = methods.get("jacobian", False)
     fd = methods.get("finite_difference", False)
@@ -572,4 +585,5 @@ def _build(data: dict, text: str, base: Path, path: Path | None, lines: dict) ->
         ray=dict(execution.get("ray", {})),
         lines=lines,
         input_units=dict(data["inputs"].get("units") or {}),
+        distributions=dists,
     )

@@ -6,15 +6,27 @@ from typing import Any
 
 MEASURES = ("mean_abs", "rms", "std_scaled", "elasticity", "positive_share")
 
+def _numbers(*names: str) -> dict[str, Any]:
+    return {"type": "array", "items": {"type": "number"}, "minItems": len(names), "maxItems": len(names),
+            "x-expected": f"{len(names)} numbers [{', '.join(names)}]"}
+
+
 _DIST = {
     "type": "object",
-    "description": "A distribution: {uniform: [low, high]} or {normal: [mean, std]}.",
+    "description": "A distribution: {uniform: [low, high]}, {normal: [mean, std]}, {lognormal: [mu, sigma]} "
+                   "(of the logarithm), {truncnormal: [mean, std, low, high]} or {triangular: [low, mode, high]}.",
     "properties": {
-        "uniform": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
-        "normal": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+        "uniform": _numbers("low", "high"),
+        "normal": _numbers("mean", "std"),
+        "lognormal": _numbers("mu", "sigma"),
+        "truncnormal": _numbers("mean", "std", "low", "high"),
+        "triangular": _numbers("low", "mode", "high"),
     },
     "additionalProperties": False,
 }
+
+#: inputs.points.sample.method: how the sample's uniform numbers are made
+DESIGNS = ("random", "sobol", "halton", "lhs")
 
 SEVERITY = {"enum": ["fail", "warn", "info"]}
 
@@ -93,6 +105,12 @@ SCHEMA: dict[str, Any] = {
                 "units": {"type": "object", "additionalProperties": {"type": "string"},
                                  "description": "Name -> unit (kUSD, years, probability): shown in axis titles, tables, "
                                                 "hover texts and the summary."},
+                "distributions": {
+                    "type": "object", "minProperties": 1,
+                    "description": "Input name (or tensor name, or 'default') -> the distribution the given points "
+                                   "were drawn from (values, csv, npy, npz); a sample's are in its distributions.",
+                    "additionalProperties": _DIST,
+                },
                 "points": {
                     "type": "object",
                     "description": "Exactly one of values, csv, npy, npz, sample.",
@@ -113,6 +131,10 @@ SCHEMA: dict[str, Any] = {
                             "properties": {
                                 "n": {"type": "integer", "minimum": 1},
                                 "seed": {"type": "integer", "minimum": 0},
+                                "method": {"enum": list(DESIGNS),
+                                           "description": "random (default: independent draws), sobol, halton "
+                                                          "(scrambled low-discrepancy sequences) or lhs (Latin "
+                                                          "hypercube); mapped through each input's inverse CDF."},
                                 "distributions": {
                                     "type": "object",
                                     "description": "Input name -> distribution; 'default' applies to the rest.",

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..distributions import Distribution
 from .schema import CHECK_DEFAULTS
 
 def default_checks(given: dict[str, Any] | None, base: Path, baseline: str | Path | None = None) -> dict[str, Any]:
@@ -54,7 +55,9 @@ class PointsSpec:
     path: Path | None = None
     n: int | None = None
     seed: int = 0
-    distributions: dict[str, tuple[str, float, float]] = field(default_factory=dict)
+    #: sample: input name, tensor name or "default" -> the distribution it is drawn from
+    distributions: dict[str, Distribution] = field(default_factory=dict)
+    method: str = "random"  # sample: random | sobol | halton | lhs
 
 
 @dataclass(frozen=True)
@@ -100,4 +103,7 @@ class Spec:
     lines: dict[tuple, int] = field(default_factory=dict, repr=False, compare=False)
     input_units: dict[str, str] = field(default_factory=dict)  # inputs.units: input name -> unit
     confidence: float = 0.95  # sensitivity.confidence: the level of every confidence interval
+    #: the inputs' distributions by input name, tensor name or "default": inputs.distributions
+    #: for given points, the sample's distributions for a sample; empty when none are declared
+    distributions: dict[str, Distribution] = field(default_factory=dict)
 
