@@ -20,9 +20,7 @@ ROUNDING_GAP = 1e12  # a second eigenvalue this much below the first is rounding
 
 
 def percent(v: float) -> str:
-    if not np.isfinite(v):
-        return "unknown"
-    return ">= 100 %" if v >= 1 else f"{100 * v:.3g} %"
+    return "unknown" if not np.isfinite(v) else f"{100 * v:.3g} %"
 
 
 def global_section(ctx: Context) -> dict | None:
@@ -58,13 +56,23 @@ def _bounds(ctx: Context, rows: list[int], level: str) -> dict:
                  "error_x": {"type": "data", "symmetric": False, "color": BLACK, "thickness": 1.2, "width": 3,
                              "array": round_list(np.minimum(hi[known], 1.0) * 100 - x),
                              "arrayminus": round_list(x - np.minimum(lo[known], 1.0) * 100)},
-                 "hovertemplate": "%{y}: at most %{x:.3g} % of the variance<extra></extra>"}]
+                 "customdata": round_list(b[known] * 100, 4),
+                 "hovertemplate": "%{y}: at most %{customdata:.3g} % of the variance<extra></extra>"}]
         out_name = ctx.names_out[o]
         caption = ""
-        if known:
-            j = known[0]
+        useful = [j for j in known if b[j] < 1]
+        if useful:
+            j = useful[0]
             caption = (f"{ctx.names_in[j]} can explain at most {percent(b[j])} of the variance of {out_name} "
                        f"({level} interval {percent(lo[j])} to {percent(hi[j])}).")
+            loose = [ctx.names_in[i] for i in known if b[i] >= 1]
+            if loose:
+                caption = (f"The bound does not limit {', '.join(loose[:3])}{' …' if len(loose) > 3 else ''} (100 % "
+                           f"or more). " + caption)
+        elif known:
+            caption = (f"The bounds do not limit any input of {out_name}: each is 100 % or more (largest "
+                       f"{percent(b[known[0]])}, for {ctx.names_in[known[0]]}), so none can be ruled out.")
+        if known:
             small = [ctx.names_in[i] for i in known if b[i] < 0.01]
             if small:
                 caption += f" {len(small)} input{'s' if len(small) > 1 else ''} can explain under 1 % each."
