@@ -42,7 +42,8 @@ FUNCTIONS = textwrap.dedent('''
         pass
 ''')
 FILES = {"report.html", "results.json", "arrays.npz"}
-SETTINGS = dict(deadline=None, database=None, derandomize=False,
+# derandomize: the same examples on every run, so that make test is deterministic
+SETTINGS = dict(deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # ------------------------------------------------------------------ strategies
@@ -70,8 +71,9 @@ def csv_files(draw, valid: bool = False) -> bytes:
 
 
 @st.composite
-def npy_arrays(draw, valid: bool = False) -> np.ndarray:
-    shape = pick(draw, valid, [(3, 2), (2, 2), (1, 2), (2, 1, 2)], [(2,), (0, 2), (2, 3), ()])
+def npy_arrays(draw, valid: bool = False, clean: bool = False) -> np.ndarray:
+    # points of shape [1, 2] suit no model here (poly takes x[1] of a point): not in a clean spec
+    shape = pick(draw, valid, [(3, 2), (2, 2), (1, 2)] + ([] if clean else [(2, 1, 2)]), [(2,), (0, 2), (2, 3), ()])
     dtype = pick(draw, valid, ["float64", "float32", "int64"], ["complex128", "bool", "float16"])
     size = int(np.prod(shape))
     values = draw(st.lists(finite if valid else numbers, min_size=size, max_size=size))
@@ -111,7 +113,7 @@ def specs(draw, how: str | None = None) -> tuple[dict, dict[str, bytes]]:
         inputs["points"] = {"csv": "p.csv"}
     elif kind == "npy":
         buf = tempfile.SpooledTemporaryFile()
-        np.save(buf, draw(npy_arrays(valid)))
+        np.save(buf, draw(npy_arrays(valid, clean)))
         buf.seek(0)
         files["p.npy"] = buf.read()
         inputs["points"] = {"npy": "p.npy"}
