@@ -282,3 +282,44 @@ def test_group_intervals_are_those_of_the_summed_members():
         np.testing.assert_allclose(got[m][1][:, 1], alone.measures[m][1][:, 2], rtol=1e-12)
     value = acc.result(spread)["mean_abs"][0, :2].sum()
     assert got["mean_abs"][0][0, 0] <= value <= got["mean_abs"][1][0, 0]
+
+
+G_A = [0.0, 1.0, 4.5, 9.0]
+
+
+def g_function(x):
+    import tensorflow as tf
+
+    a = tf.constant(G_A, x.dtype)
+    return tf.reduce_prod((tf.abs(4 * x - 2) + a) / (1 + a), axis=1, keepdims=True)
+
+
+def test_sobol_g_function_dgsm_bounds_and_total_indices_through_a_run():
+    """Sobol' g-function on U(0, 1)^4 through the engine (a Sobol' design of 2^14 points):
+    nu_i = 16 / (1 + a_i)^2 prod_{j != i} (1 + 1 / (3 (1 + a_j)^2)); the total index
+    S_T,i = V_i prod_{j != i} (1 + V_j) / V with V_i = 1 / (3 (1 + a_i)^2) and
+    V = prod (1 + V_i) - 1 (Saltelli et al. 2008, sec. 3.6); the Poincaré constant of
+    U(0, 1) is 1 / pi^2."""
+    import sensreport
+
+    a = np.array(G_A)
+    vi = 1 / (3 * (1 + a) ** 2)
+    second = 1 + vi  # E[g_j^2]
+    nu = np.array([16 / (1 + a[i]) ** 2 * np.prod(np.delete(second, i)) for i in range(4)])
+    var = np.prod(1 + vi) - 1
+    total = np.array([vi[i] * np.prod(np.delete(1 + vi, i)) / var for i in range(4)])
+    spec = {"model": {"callable": g_function, "dtype": "float64", "batched": True},
+            "inputs": {"names": ["x1", "x2", "x3", "x4"],
+                       "points": {"sample": {"n": 2**14, "seed": 5, "method": "sobol",
+                                             "distributions": {"default": {"uniform": [0, 1]}}}}},
+            "methods": {"jacobian": {}}}
+    result = sensreport.run(spec, write=False)
+    rms = result.measures["rms"][0]
+    np.testing.assert_allclose(rms**2, nu, rtol=1e-3)  # DGSM within 0.1 %
+    bound = result.sobol.bound[0]
+    np.testing.assert_allclose(result.sobol.constants, 1 / np.pi**2)
+    np.testing.assert_allclose(bound, rms**2 / np.pi**2 / np.var(result.outputs[:, 0], ddof=1), rtol=1e-12)
+    assert np.all(bound >= total), (bound, total)
+    assert list(np.argsort(-bound)) == list(np.argsort(-total))
+    low, high = result.sobol.low[0], result.sobol.high[0]
+    assert np.all((low <= bound) & (bound <= high))
