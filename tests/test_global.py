@@ -323,3 +323,12 @@ def test_sobol_g_function_dgsm_bounds_and_total_indices_through_a_run():
     assert list(np.argsort(-bound)) == list(np.argsort(-total))
     low, high = result.sobol.low[0], result.sobol.high[0]
     assert np.all((low <= bound) & (bound <= high))
+
+
+def test_t_quantile_matches_scipy():
+    from scipy.stats import t
+
+    for dof in (7, 10, 31, 100):
+        for q in (0.9, 0.95, 0.975, 0.995):
+            assert G.t_quantile(q, dof) == pytest.approx(t.ppf(q, dof), abs=2e-3 if dof < 10 else 1e-4)
+    assert G.widening(32, 0.95) == pytest.approx(np.sqrt(32 / 31) * t.ppf(0.975, 31) / 1.959964, rel=1e-4)

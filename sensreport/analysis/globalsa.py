@@ -266,15 +266,29 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return ranks.astype(np.float64)
 
 
+def t_quantile(q: float, dof: int) -> float:
+    """Student's t quantile by its Cornish-Fisher expansion in ``1 / dof`` (Abramowitz &
+    Stegun 26.7.5): within 1e-4 of the exact value from 10 degrees of freedom on, and it
+    spares every run the import of ``scipy.stats``."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(q)
+    g1 = (z**3 + z) / 4
+    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
+    g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
+    g4 = (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160
+    return z + g1 / dof + g2 / dof**2 + g3 / dof**3 + g4 / dof**4
+
+
 def widening(batches: int, level: float) -> float:
     """How much the replicates' spread around the estimate is widened: the bootstrap over
     ``G`` batches sees a variance ``(G - 1) / G`` of the true one, and with ``G`` batches
     the interval needs Student's ``t`` with ``G - 1`` degrees of freedom, not the normal
     quantile: ``sqrt(G / (G - 1)) * t_{G-1} / z`` (1.058 at 32 batches and 95 %)."""
-    from scipy.stats import norm, t
+    from statistics import NormalDist
 
     q = 0.5 + level / 2
-    return float(np.sqrt(batches / (batches - 1)) * t.ppf(q, batches - 1) / norm.ppf(q))
+    return float(np.sqrt(batches / (batches - 1)) * t_quantile(q, batches - 1) / NormalDist().inv_cdf(q))
 
 
 def _percentiles(values: np.ndarray, level: float, widen: float = 1.0) -> tuple[np.ndarray, np.ndarray]:

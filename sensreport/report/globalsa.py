@@ -14,7 +14,7 @@ from .format import format_number, plotly_text, round_list
 GLOBAL_OUTPUTS = 20  # outputs offered in the section's selector
 BOUND_BARS = 15  # inputs drawn per output in the bounds chart
 EIGEN_SHOWN = 20  # eigenvalues drawn per output
-SUMMARY_SHOWN = 500  # points drawn per output in the summary plot
+SUMMARY_SHOWN = 200  # points drawn per output in the summary plot (the page's size budget)
 WEIGHTS_LISTED = 6  # weights of the first direction named in its caption
 ROUNDING_GAP = 1e12  # a second eigenvalue this much below the first is rounding: said as zero
 
@@ -157,7 +157,7 @@ def _subspace(ctx: Context, rows: list[int], level: str) -> tuple[dict, dict]:
         z = sub.first_variable[row][pick]
         y = y_all[sub.sample[pick], o]
         summ[str(row)] = {
-            "data": [{"type": "scatter", "mode": "markers", "x": round_list(z), "y": round_list(y),
+            "data": [{"type": "scatter", "mode": "markers", "x": round_list(z, 4), "y": round_list(y, 4),
                       "marker": {"color": BLUE, "size": 5, "opacity": 0.7}, "name": "points",
                       "hovertemplate": "first active variable %{x:.4g}<br>" + plotly_text(out_name)
                                        + " %{y:.4g}<extra></extra>"}],

@@ -93,8 +93,8 @@ def ranking_variant(ctx: Context, m: str, row: int | None, view_label: str) -> d
         bars = np.array(x[:len(top)], dtype=np.float64)
         pad = [None] * (len(x) - len(top))
         data[0]["error_x"] = {"type": "data", "symmetric": False, "color": GREY_DARK, "thickness": 1.2, "width": 3,
-                              "array": round_list(np.maximum(high[top] - bars, 0)) + pad,
-                              "arrayminus": round_list(np.maximum(bars - low[top], 0)) + pad}
+                              "array": round_list(np.maximum(high[top] - bars, 0), 3) + pad,
+                              "arrayminus": round_list(np.maximum(bars - low[top], 0), 3) + pad}
     spread = ctx.spread_overall.get(m) if row is None else (ctx.spread[m][:, row] if m in ctx.spread else None)
     if spread is not None:
         q = spread[:, top]
@@ -139,8 +139,7 @@ def ranking_variant(ctx: Context, m: str, row: int | None, view_label: str) -> d
             said = "; ".join(f"{ctx.names_in[a]} and {ctx.names_in[b]}" for a, b in pairs[:3])
             caption = (f"{said} cannot be told apart at these points: their {100 * ctx.result.confidence:g} % "
                        "intervals overlap.")
-    return {"data": data, "layout": layout, "summary": summary + (" " + caption if caption else ""),
-            "caption": caption}
+    return {"data": data, "layout": layout, "summary": summary, "caption": caption}
 
 
 def ranking_interval(ctx: Context, m: str, row: int | None) -> tuple[np.ndarray | None, np.ndarray | None]:
