@@ -89,7 +89,7 @@ def _bounds(ctx: Context, rows: list[int], level: str) -> dict:
         }
     first = variants["0"]
     fig = figure("sobol-bounds", first["data"], first["layout"], variants=variants, controls=["gsa-output"],
-                 summary=first["summary"])
+                 summary=first["summary"], table="series")
     missing = [ctx.names_in[j] for j in range(ctx.n) if not np.isfinite(sb.constants[j])]
     notes = ["Bars: C_i E[(dy/dx_i)^2] / Var(y), an upper bound on the share of the output's variance that input i "
              "accounts for, alone and with all its interactions (the total Sobol' index), for independent inputs "
@@ -170,9 +170,9 @@ def _subspace(ctx: Context, rows: list[int], level: str) -> tuple[dict, dict]:
         }
     fe, fs = eig["0"], summ["0"]
     eig_fig = figure("active-eigen", fe["data"], {"height": 340, **fe["layout"]}, variants=eig,
-                     controls=["gsa-output"], summary=fe["summary"])
+                     controls=["gsa-output"], summary=fe["summary"], table="series")
     sum_fig = figure("active-summary", fs["data"], {"height": 380, **fs["layout"]}, variants=summ,
-                     controls=["gsa-output"], summary=fs["summary"], table="xy")
+                     controls=["gsa-output"], summary=fs["summary"], table="series")
     notes = ["Active subspaces (Constantine 2015): the eigen-decomposition of the mean outer product of the gradient "
              "with respect to the inputs scaled by their standard deviation over the points (x_j / std_j). The first "
              "eigenvectors are the directions along which the output changes most on average; a large drop after "
