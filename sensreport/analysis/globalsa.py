@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import measures as M
-from .stats import nanmean, quantiles, shares
+from .stats import nanmean, quantiles, rank_positions, shares
 from .summaries import subsample_indices
 
 #: Active subspaces need an ``n x n`` matrix per output: computed up to this many inputs.
@@ -257,15 +257,6 @@ def _weights(batches: int, replicates: int, seed: int) -> np.ndarray:
     return rng.multinomial(batches, np.full(batches, 1.0 / batches), size=replicates).astype(np.float64)
 
 
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks along the last axis, 1 for the largest; NaN ranks last; ties by input order."""
-    key = np.where(np.isnan(values), -np.inf, values)
-    order = np.argsort(-key, axis=-1, kind="stable")
-    ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(1, values.shape[-1] + 1), axis=-1)
-    return ranks.astype(np.float64)
-
-
 def t_quantile(q: float, dof: int) -> float:
     """Student's t quantile by its Cornish-Fisher expansion in ``1 / dof`` (Abramowitz &
     Stegun 26.7.5): within 1e-4 of the exact value from 10 degrees of freedom on, and it
@@ -328,7 +319,8 @@ def batch_intervals(sums: dict[str, np.ndarray], spread: np.ndarray, level: floa
         out.shares[name] = tuple(np.clip(b, 0, 1) for b in _percentiles(sh, level, f))
         over = nanmean(sh, 1)
         out.overall[name] = tuple(np.clip(b, 0, 1) for b in _percentiles(over, level, f))
-        out.overall_ranks[name] = _percentiles(_ranks(over), level)  # the replicates' own ranks, not widened
+        # the replicates' own ranks, not widened
+        out.overall_ranks[name] = _percentiles(rank_positions(over).astype(np.float64), level)
     return out
 
 
