@@ -71,6 +71,29 @@ def test_average_ranks_ties():
     assert stats.average_ranks(np.array([[1.0, 1.0, 1.0], [np.nan, 2.0, 2.0]])).tolist() == [[2, 2, 2], [1, 2.5, 2.5]]
 
 
+def test_ranks_and_rank_agreement_match_scipy_with_ties_and_nan():
+    # rows with and without ties (zero derivatives of dead units), NaN in some: the fast
+    # path (positions) and the tie path must both give scipy's average ranks
+    from scipy.stats import rankdata, spearmanr
+
+    rng = np.random.default_rng(7)
+    local = np.abs(rng.normal(size=(40, 3, 9)))
+    local[::3, :, :4] = 0.0  # ties
+    local[5, 1, 2] = np.nan
+    local[7, 2, :] = 1.0  # a constant row: no order, NaN correlation
+    aggregate = np.abs(rng.normal(size=(3, 9)))
+    aggregate[1, :2] = 0.0
+    keyed = np.where(np.isnan(local), -np.inf, local)
+    np.testing.assert_array_equal(stats.average_ranks(local), rankdata(keyed, axis=-1))
+    rho, overlap = stats.rank_agreement(local, aggregate[None], 3)
+    for p in range(40):
+        for i in range(3):
+            want = spearmanr(keyed[p, i], aggregate[i]).statistic if p != 7 or i != 2 else np.nan
+            np.testing.assert_allclose(rho[p, i], want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(rho, stats.spearman(local, aggregate[None]))
+    np.testing.assert_array_equal(overlap, stats.top_k_overlap(local, aggregate[None], 3))
+
+
 def test_spearman_by_hand():
     # no ties: 1 - 6 * sum(d^2) / (n (n^2 - 1)) = 1 - 6 * 2 / 60
     assert stats.spearman(np.array([1.0, 2, 3, 4]), np.array([1.0, 3, 2, 4])) == pytest.approx(0.8)
@@ -164,3 +187,16 @@ def test_to_image_reduces_channels_by_mean_abs():
     np.testing.assert_allclose(S.to_image(np.arange(6.0), [2, 3]), [[0, 1, 2], [3, 4, 5]])
     with pytest.raises(ValueError):
         S.to_image(v, [8])
+
+
+def test_interaction_partners_from_one_rank_correlation_matrix():
+    # y = x0 * x1 + x2: d/dx0 = x1 goes with x1, d/dx1 = x0 with x0, d/dx2 = 1 is constant
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(50, 4))
+    d = np.stack([x[:, 1], x[:, 0], np.ones(50), np.round(x[:, 3] ** 2)], axis=1)  # ties in the last
+    corr = S.slope_correlations(d, x)
+    np.testing.assert_allclose(corr, stats.spearman(d.T[:, None, :], x.T[None, :, :]), rtol=1e-12, atol=1e-13)
+    assert np.isnan(corr[2]).all()  # a constant derivative has no order
+    partners = S.interaction_partners(d, x)
+    assert partners[:3].tolist() == [1, 0, 2]  # the constant one keeps itself
+    assert S.interaction_partners(d, x, [3, 0]).tolist() == [partners[3], 1]

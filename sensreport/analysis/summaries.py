@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .measures import elasticity_guard, input_spread
-from .stats import nanmean, quantiles, rank_agreement, shares, spearman
+from .stats import average_ranks, nanmean, quantiles, rank_agreement, rank_correlations, shares
 
 #: Measures with a per-point value whose spread across points is meaningful.
 LOCAL_MEASURES = ("mean_abs", "rms", "std_scaled", "elasticity")
@@ -47,8 +47,9 @@ def local_values(measure: str, deriv: np.ndarray, points: np.ndarray, outputs: n
     ndarray [P, k, n], float64
     """
     d = np.asarray(deriv, dtype=np.float64)
-    d = np.where(np.isfinite(d), d, np.nan)
     a = np.abs(d)
+    if not np.isfinite(a.max(initial=0.0)):  # one reduction tells the common case: all finite
+        a[~np.isfinite(a)] = np.nan
     if measure in ("mean_abs", "rms"):
         return a
     x = np.asarray(points, dtype=np.float64)
@@ -73,7 +74,13 @@ def overall_local(local: np.ndarray) -> np.ndarray:
     shares are averaged over outputs: the per-point analogue of
     :func:`sensreport.measures.overall`.
     """
-    return nanmean(shares(local, axis=-1), axis=1)
+    v = np.asarray(local, dtype=np.float64)
+    if np.isnan(v.sum()):
+        return nanmean(shares(v, axis=-1), axis=1)
+    total = v.sum(axis=-1, keepdims=True)  # no NaN: the same numbers as shares(), without nansum's copies
+    if (total > 0).all():
+        return (v / total).mean(axis=1)
+    return nanmean(shares(v, axis=-1), axis=1)
 
 
 
@@ -236,7 +243,26 @@ def to_image(values: np.ndarray, shape, absolute: bool = True) -> np.ndarray:
 
 
 
-def interaction_partners(slopes: np.ndarray, points: np.ndarray) -> np.ndarray:
+def slope_correlations(slopes: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Spearman correlation of each slope column with each input's values over the points.
+
+    Parameters
+    ----------
+    slopes : ndarray [P, c]
+        Derivatives of one output at the points (some of its inputs' columns).
+    points : ndarray [P, n]
+
+    Returns
+    -------
+    ndarray [c, n]: ``spearman(slopes[:, a], points[:, i])``, the numbers of
+    :func:`~.stats.spearman` (average ranks, NaN ranked lowest; NaN where a side is
+    constant), as one product of the centred ranks.
+    """
+    return rank_correlations(average_ranks(np.asarray(slopes, dtype=np.float64).T),
+                             average_ranks(np.asarray(points, dtype=np.float64).T))
+
+
+def interaction_partners(slopes: np.ndarray, points: np.ndarray, columns=None) -> np.ndarray:
     """For each input ``j``, the other input whose values go most with ``d y / d x_j`` over the
     points (largest |Spearman correlation|): what a dependence plot colours by, since a
     derivative that changes with another input is an interaction.
@@ -246,21 +272,28 @@ def interaction_partners(slopes: np.ndarray, points: np.ndarray) -> np.ndarray:
     slopes : ndarray [P, n]
         One output's derivatives at the points.
     points : ndarray [P, n]
+    columns : sequence of int, optional
+        The inputs to find partners for (default all).
 
     Returns
     -------
-    ndarray [n] of int: the partner of each input (itself when there is no other input or
-    no correlation can be computed).
+    ndarray [len(columns)] of int: the partner of each input (itself when there is no
+    other input or no correlation can be computed).
     """
     d = np.asarray(slopes, dtype=np.float64)
-    x = np.asarray(points, dtype=np.float64)
     n = d.shape[1]
-    out = np.arange(n)
+    cols = np.arange(n) if columns is None else np.asarray(columns, dtype=np.intp)
     if n < 2 or len(d) < 3:
-        return out
-    # corr[j, i] = spearman(d[:, j], x[:, i])
-    corr = np.abs(spearman(d.T[:, None, :], x.T[None, :, :]))
-    corr[np.arange(n), np.arange(n)] = -1.0
-    corr = np.where(np.isfinite(corr), corr, -1.0)
-    best = corr.argmax(axis=1)
-    return np.where(corr[np.arange(n), best] >= 0, best, out)
+        return cols.copy()
+    return partners_from(slope_correlations(d[:, cols], points), cols)
+
+
+def partners_from(corr: np.ndarray, columns) -> np.ndarray:
+    """The partner of each input ``columns[a]`` from :func:`slope_correlations` ``corr [c, n]``:
+    the other input of largest |correlation|, the first of equals; itself where none is finite."""
+    cols = np.asarray(columns, dtype=np.intp)
+    c = np.abs(np.asarray(corr, dtype=np.float64))
+    c = np.where(np.isfinite(c), c, -1.0)
+    c[np.arange(len(cols)), cols] = -1.0
+    best = c.argmax(axis=1)
+    return np.where(c[np.arange(len(cols)), best] >= 0, best, cols)

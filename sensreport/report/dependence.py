@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..analysis import summaries as S
-from ..analysis.stats import ranking, spearman
+from ..analysis.stats import ranking
 from .context import Context, preview
 from .figures import SEQUENTIAL, figure
 from .format import format_number, plotly_text, round_list
@@ -33,11 +33,13 @@ def dependence_section(ctx: Context) -> dict | None:
     variants = {}
     for row in rows:
         o = ctx.outputs[row]
-        partners = S.interaction_partners(d[:, row], x)
-        for j in inputs:
-            c = int(partners[j])
+        # one rank-correlation matrix per output: the partners and the trends of the offered inputs
+        corr = S.slope_correlations(d[:, row][:, inputs], x)
+        partners = S.partners_from(corr, inputs) if len(shown) >= 3 and ctx.n >= 2 else inputs
+        for a, j in enumerate(inputs):
+            c = int(partners[a])
             slope, xs, colour = d[:, row, j], x[:, j], x[:, c]
-            rho = float(spearman(xs, slope)) if np.isfinite(slope).all() else float("nan")
+            rho = float(corr[a, j]) if np.isfinite(slope).all() else float("nan")
             unit = ctx.rate_unit(o, j)
             trend = ("" if not np.isfinite(rho) else
                      f"; the derivative {'grows' if rho > 0 else 'shrinks'} as {ctx.names_in[j]} grows "
