@@ -1,6 +1,6 @@
 """``python -m sensreport``: the same command line as ``sensreport``."""
 
-from .cli import main
+from .cli import entry
 
 if __name__ == "__main__":  # pragma: no cover - run as a module
-    main(prog_name="sensreport")
+    entry()

@@ -322,3 +322,22 @@ def test_a_unit_for_an_unknown_name_names_its_key(cli, write_spec, functions_py)
         """, f__py=functions_py)
     r = cli("run", spec)
     assert r.exit_code == 2 and "model.output_units.c" in r.output and "'c' is not a name of the model's outputs" in r.output
+
+
+def test_the_process_entry_point_keeps_exit_codes_and_files(tmp_path):
+    # `python -m sensreport` and the console script go through cli.entry, which freezes the
+    # garbage collector before the process ends: the files and the exit codes are as main() gives
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")]))
+    ok = subprocess.run([sys.executable, "-m", "sensreport", "run", str(SEED / "scalar.yaml"), "--out",
+                         str(tmp_path / "ok"), "--quiet"], capture_output=True, text=True, env=env, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    results, arrays = load(tmp_path / "ok")
+    assert arrays["jacobian"][0, 0, 0] == 6.0 and results["status"] == "ok"
+    assert (tmp_path / "ok" / "report.html").stat().st_size > 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("title: t\nmodel: {callable: nowhere.py:f}\ninputs: {points: {values: [[1.0]]}}\nbogus: 1\n")
+    failed = subprocess.run([sys.executable, "-m", "sensreport", "run", str(bad), "--out", str(tmp_path / "bad")],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert failed.returncode == 2, failed.stderr
+    assert "bogus" in failed.stderr and "Traceback" not in failed.stderr
