@@ -147,3 +147,28 @@ def test_median_z_from_histogram_is_within_three_percent():
     s = A.agreement(ad, fd, err)
     exact = np.median(s["z"])
     assert s["summary"]["median_z"] == pytest.approx(exact, rel=0.03)  # 100 bins per decade
+
+
+def test_agreement_in_many_chunks_keeps_the_whole_arrays_worst_entries_and_sample():
+    # chunks after the first keep only entries at or above the least kept one: the worst
+    # entries, the scatter's sample and the counts must be those of one update of everything,
+    # with all-finite chunks (the mask-free path) and a chunk holding NaN and kinks
+    rng = np.random.default_rng(8)
+    P, k, n = 300, 3, 4  # 3,600 entries: past the scatter's 2,000, so its worst 200 are kept too
+    ad = rng.normal(size=(P, k, n))
+    fd = ad + rng.normal(scale=1e-6, size=ad.shape) * rng.uniform(0.1, 100, size=ad.shape)
+    err = np.full(ad.shape, 1e-6)
+    kinks = np.zeros(ad.shape, dtype=bool)
+    fd[150, 1, 2] = np.nan
+    kinks[151, 0, :2] = True
+    whole = A.AgreementAccumulator(k, n, "float64", points=P)
+    whole.update(ad, fd, err, kinks)
+    streamed = A.AgreementAccumulator(k, n, "float64", points=P)
+    for s in range(0, P, 7):
+        streamed.update(ad[s:s + 7], fd[s:s + 7], err[s:s + 7], kinks[s:s + 7], offset=s)
+    assert streamed.summary() == whole.summary()
+    assert streamed.summary()["kinks"]["count"] == 2 and streamed.nonfinite_entries == 1
+    np.testing.assert_array_equal(streamed.cell_z, whole.cell_z)
+    a, b = streamed.sample(), whole.sample()
+    for field in ("point", "output", "input", "ad", "fd", "z"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)

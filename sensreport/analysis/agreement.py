@@ -106,32 +106,36 @@ class AgreementAccumulator:
         z = z_scores(ad, fd, error, self.ad_dtype)
         rel = relative_error(fd, ad, axis=2)
         finite = np.isfinite(z) & np.isfinite(rel)
+        # the common chunk: every entry finite and smooth; its sums and maxima skip the masks
+        every = bool(finite.all()) and not kinks.any()
         kink = finite & kinks
         smooth = finite & ~kinks
-        ok = smooth & (z <= self.max_z)
+        ok = (z <= self.max_z) if every else smooth & (z <= self.max_z)
         if self.max_rel_error is not None:
             ok &= rel <= self.max_rel_error
         self.entries += z.size
-        self.nonfinite_entries += int((~finite).sum())
-        self.kinks += int(kink.sum())
-        self.smooth += int(smooth.sum())
+        self.nonfinite_entries += 0 if every else int((~finite).sum())
+        self.kinks += 0 if every else int(kink.sum())
+        self.smooth += z.size if every else int(smooth.sum())
         self.within += int(ok.sum())
-        if finite.any():
-            self.max_abs = max(self.max_abs, float(abs_err[finite].max()))
-            self.max_rel = max(self.max_rel, float(rel[finite].max()))
-        if smooth.any():
-            zs = z[smooth]
+        if every or finite.any():
+            self.max_abs = max(self.max_abs, float((abs_err if every else abs_err[finite]).max()))
+            self.max_rel = max(self.max_rel, float((rel if every else rel[finite]).max()))
+        if every or smooth.any():
+            zs = z.ravel() if every else z[smooth]
             self.max_z_seen = max(self.max_z_seen, float(zs.max()))
             idx = np.floor((np.log10(np.maximum(zs, 10.0 ** LOW)) - LOW) * BINS_PER_DECADE).astype(np.int64) + 1
-            np.add.at(self.hist, np.clip(idx, 1, len(self.hist) - 1), 1)
-            cell = np.where(smooth, z, -np.inf).max(axis=0)
+            self.hist += np.bincount(np.clip(idx, 1, len(self.hist) - 1), minlength=len(self.hist))
+            cell = z.max(axis=0) if every else np.where(smooth, z, -np.inf).max(axis=0)
             cell = np.where(np.isfinite(cell), cell, np.nan)
             self.cell_z[rows] = np.fmax(self.cell_z[rows], cell)
-        self.cell_kinks[rows] += kink.sum(axis=0)
+        if not every:
+            self.cell_kinks[rows] += kink.sum(axis=0)
         if self.candidates is not None:
             self._sample(ad, fd, z, offset, rows)
         # the worst smooth entries by z, and the kinks with the largest jump
-        self._keep(self.worst, np.where(smooth, z, -np.inf), smooth, ad, fd, error, z, rel, abs_err, offset, rows)
+        self._keep(self.worst, z if every else np.where(smooth, z, -np.inf), smooth, ad, fd, error, z, rel, abs_err,
+                   offset, rows)
         if kink.any() and backward is not None and forward is not None:
             b, f = np.asarray(backward, np.float64), np.asarray(forward, np.float64)
             lo, hi = np.minimum(b, f), np.maximum(b, f)
@@ -152,7 +156,10 @@ class AgreementAccumulator:
         take = min(self.keep, int(mask.sum()))
         if not take:
             return
-        for flat in np.argpartition(-key.ravel(), take - 1)[:take]:
+        # once `keep` entries are kept, only this chunk's entries at or above the least of
+        # them can enter: select among those (few after the first chunks) instead of all
+        floor = into[-1]["z"] if len(into) >= self.keep else -np.inf
+        for flat in _largest(key.ravel(), take, floor):
             p, i, j = (int(v) for v in np.unravel_index(flat, key.shape))
             into.append({"point": p + offset, "output": i + rows.start, "input": j, "ad": float(ad[p, i, j]),
                          "fd": float(fd[p, i, j]), "error_estimate": float(error[p, i, j]), "z": float(z[p, i, j]),
@@ -174,7 +181,8 @@ class AgreementAccumulator:
         self.picked = np.concatenate([self.picked, [c, ad[p, i, j], fd[p, i, j], key[p, i, j]]], axis=1)
         if self.total > SCATTER_ENTRIES:
             take = min(SCATTER_WORST, key.size)
-            flat = np.argpartition(-key.ravel(), take - 1)[:take]
+            full = self.worst_picked.shape[1] >= SCATTER_WORST
+            flat = _largest(key.ravel(), take, self.worst_picked[3].min() if full else -np.inf)
             p, i, j = np.unravel_index(flat, key.shape)
             mine = np.stack([base[p, i] + j, ad[p, i, j], fd[p, i, j], key[p, i, j]]).astype(np.float64)
             self.worst_picked = _top(np.concatenate([self.worst_picked, mine], axis=1))
@@ -241,6 +249,19 @@ class AgreementAccumulator:
                       "benign": int(self.kinks_benign), "worst": list(self.worst_kinks)},
             "worst": list(self.worst),
         }
+
+
+def _largest(key: np.ndarray, take: int, floor: float) -> np.ndarray:
+    """Flat indices of the ``take`` largest entries of ``key`` (1-D), leaving out entries
+    below ``floor``: those could not enter the kept set, which already holds that many at
+    or above it. Ties at the floor stay candidates, so the kept set is the same as from
+    all entries."""
+    if floor > -np.inf:
+        cand = np.flatnonzero(key >= floor)
+        if cand.size <= take:
+            return cand
+        return cand[np.argpartition(-key[cand], take - 1)[:take]]
+    return np.argpartition(-key, take - 1)[:take]
 
 
 def _top(columns: np.ndarray) -> np.ndarray:
