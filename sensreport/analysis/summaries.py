@@ -75,10 +75,8 @@ def overall_local(local: np.ndarray) -> np.ndarray:
     :func:`sensreport.measures.overall`.
     """
     v = np.asarray(local, dtype=np.float64)
-    if np.isnan(v.sum()):
-        return nanmean(shares(v, axis=-1), axis=1)
-    total = v.sum(axis=-1, keepdims=True)  # no NaN: the same numbers as shares(), without nansum's copies
-    if (total > 0).all():
+    total = v.sum(axis=-1, keepdims=True)
+    if np.isfinite(total).all() and (total > 0).all():  # the same numbers as shares(), without nansum's copies
         return (v / total).mean(axis=1)
     return nanmean(shares(v, axis=-1), axis=1)
 
