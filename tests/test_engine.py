@@ -232,6 +232,26 @@ def test_untraceable_numpy_function_is_evaluated_eagerly():
     assert any("eagerly" in note for note in d.notes)
 
 
+def test_python_control_flow_on_tensor_values_is_traced_with_autograph():
+    # kernels are traced without AutoGraph first; a Python `if` / `while` on a tensor's
+    # value fails there and is traced again with it, with the closed-form derivatives
+    def f(x):
+        y = x[0] ** 2 if x[0] > 0 else -3.0 * x[0]
+        k = tf.constant(0)
+        while k < 2:  # y * x1^2
+            y = y * x[1]
+            k += 1
+        return tf.stack([y, x[2]])
+
+    target = engine.as_target(f, (3,), dtype="float64")
+    pts = np.array([[0.5, 2.0, 1.0], [-0.5, 3.0, -1.0]])
+    want = np.array([[[2 * 0.5 * 4.0, 2 * 0.25 * 2.0, 0.0], [0.0, 0.0, 1.0]],
+                     [[-3.0 * 9.0, 2 * 1.5 * 3.0, 0.0], [0.0, 0.0, 1.0]]])
+    for mode in ("reverse-pfor", "forward-pfor"):
+        np.testing.assert_allclose(engine.jacobian(target, pts, mode=mode).values, want, rtol=1e-12)
+    np.testing.assert_allclose(engine.finite_difference(target, pts).values, want, rtol=1e-6)
+
+
 def test_batched_and_per_point_agree():
     f, _ = CASES["polynomial"]
     batched = engine.Target(lambda X: tf.vectorized_map(f, X), (3,), batched=True, dtype="float64")

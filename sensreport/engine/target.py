@@ -75,6 +75,7 @@ class Target:
         self.notes: list[str] = []
         self._vectorize = "pfor"
         self._eager = False
+        self._autograph = False  # set once a function needed AutoGraph to be traced (see _trace)
         self._custom_gradients: list[str] | None = None  # set when the model is first traced
         self._traced_output_shape: tuple[int, ...] | None = None
         self._native_output_dtype: dict[str, str] = {}  # input dtype -> the dtype the model's outputs come in
@@ -174,12 +175,8 @@ class Target:
         def body(*args):
             return spec.fn(self, *args)
 
-        compiled = tf.function(body, input_signature=sig, reduce_retracing=True, jit_compile=jit or None)
         try:
-            # Calls go to the concrete function: the signature is fixed (batch dimension
-            # open), so the tf.function's per-call dispatch (argument binding, trace
-            # cache lookup: ~0.1 ms) buys nothing
-            concrete = compiled.get_concrete_function(*sig)
+            compiled, concrete = self._trace(tf, body, sig, jit)
         except NotDifferentiableError:
             raise
         except Exception as exc:  # noqa: BLE001 - any tracing failure decides the fallback
@@ -227,6 +224,36 @@ class Target:
         self._kernels[key] = compiled
         self._calls[key] = concrete
         return concrete
+
+    def _trace(self, tf, body, sig, jit: bool):
+        """The ``tf.function`` of ``body`` and its concrete function for ``sig``.
+
+        Traced without AutoGraph first: a Keras model, a SavedModel and most functions
+        are plain TensorFlow ops, and AutoGraph's conversion of every function on the
+        way (the model's layers included) cost 0.3 s at the first kernel of a Keras MLP. A
+        function that needs it (a Python ``if`` or ``while`` on a tensor's value) fails
+        to trace without it, and is traced again with it, as are this target's later
+        kernels. Where both tracings succeed they compute the same numbers, so the retry
+        decides only whether tracing works, never the numbers.
+        """
+        def traced(autograph: bool):
+            compiled = tf.function(body, input_signature=sig, reduce_retracing=True, jit_compile=jit or None,
+                                   autograph=autograph)
+            # Calls go to the concrete function: the signature is fixed (batch dimension
+            # open), so the tf.function's per-call dispatch (argument binding, trace
+            # cache lookup: ~0.1 ms) buys nothing
+            return compiled, compiled.get_concrete_function(*sig)
+
+        if not self._autograph:
+            try:
+                return traced(False)
+            except NotDifferentiableError:
+                raise
+            except Exception:  # noqa: BLE001 - any failure: try again with AutoGraph
+                pass
+        out = traced(True)
+        self._autograph = True
+        return out
 
     def _first_call_guard(self, kind: str, dtype: str, concrete):
         """XLA compiles at the first call, and can refuse an op only then (e.g. the
