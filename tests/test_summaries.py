@@ -81,6 +81,8 @@ def test_ranks_and_rank_agreement_match_scipy_with_ties_and_nan():
     local[::3, :, :4] = 0.0  # ties
     local[5, 1, 2] = np.nan
     local[7, 2, :] = 1.0  # a constant row: no order, NaN correlation
+    local[8, 0, 5:] = 5.0  # the three largest tied with a fourth: input order decides the top 3
+    local[10, 1, [1, 6]] = 9.0  # a tie at the top only
     aggregate = np.abs(rng.normal(size=(3, 9)))
     aggregate[1, :2] = 0.0
     keyed = np.where(np.isnan(local), -np.inf, local)

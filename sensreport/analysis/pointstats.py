@@ -39,6 +39,9 @@ class PointStats:
 #: it, evenly spaced points are used (and the results say how many).
 STATS_ENTRIES = 8_000_000
 
+#: Per-point values of one block of outputs (4 MB of float64) in :func:`point_stats`.
+BLOCK_ENTRIES = 1 << 19
+
 
 def rankable_measures(shown: list[str], measures: dict[str, np.ndarray], overall: dict[str, np.ndarray]) -> list[str]:
     """The magnitude measures that have values, the spec's shown ones first (in its order)."""
@@ -74,20 +77,38 @@ def point_stats(deriv: np.ndarray | None, points: np.ndarray, outputs: np.ndarra
         out.sampled = len(idx)
         y = np.asarray(outputs, dtype=np.float64)
         sample = deriv if len(idx) == P else deriv[idx]
+        pts, ys = points[idx], y[idx]
         spread, guard = M.input_spread(points), M.elasticity_guard(y)
         same = {"rms": "mean_abs", "mean_abs": "rms"}  # both have |dy/dx| as their per-point values
+        own = []  # the measures computed here; a twin of one of them borrows its numbers
         for m in rankable:
-            twin = same.get(m)
-            if twin in out.spread and m != leading:
-                out.spread[m], out.spread_overall[m] = out.spread[twin], out.spread_overall[twin]
-                continue
-            local = S.local_values(m, sample, points[idx], y[idx], spread=spread, guard=guard)
-            out.spread[m] = stats.quantiles(local, axis=0)
-            out.spread_overall[m] = stats.quantiles(S.overall_local(local), axis=0)
-            if m == leading and n >= 3:
-                out.top_k = min(5, max(1, n // 3))  # small enough that a random order rarely shares it
-                out.stability = S.rank_stability(local, measures[m], out.top_k)
-            del local
+            if not (same.get(m) in own and m != leading):
+                own.append(m)
+        stable = leading if leading in own and n >= 3 else None
+        if stable:
+            out.top_k = min(5, max(1, n // 3))  # small enough that a random order rarely shares it
+            rho, overlap = np.empty((len(idx), k)), np.empty((len(idx), k))
+        quant = {m: np.empty((3, k, n)) for m in own}
+        overall = {m: S.OverallLocal() for m in own}
+        # a block of outputs at a time: every statistic is per output (the overall shares
+        # add up over outputs in order), and blocks this small reuse their memory
+        step = max(1, BLOCK_ENTRIES // max(1, len(idx) * n))
+        for start in range(0, k, step):
+            o = slice(start, start + step)
+            block = sample[:, o]
+            for m in own:
+                local = S.local_values(m, block, pts, ys[:, o], spread=spread, guard=guard[o])
+                quant[m][:, o] = stats.quantiles(local, axis=0)
+                overall[m].add(local)
+                if m == stable:
+                    rho[:, o], overlap[:, o] = stats.rank_agreement(local, np.asarray(measures[m], float)[None, o],
+                                                                    out.top_k)
+        for m in rankable:
+            src = m if m in own else same[m]
+            out.spread[m] = quant[src]
+            out.spread_overall[m] = stats.quantiles(overall[src].result(), axis=0)
+        if stable:
+            out.stability = S.stability_summary(rho, overlap)
     d = directions if directions is not None else S.direction_stats(deriv)  # all points, a chunk at a time
     out.positive, out.negative, out.signed_mean = d["positive"], d["negative"], d["mean"]
     return out

@@ -197,21 +197,6 @@ def _pearson(ra: np.ndarray, rb: np.ndarray, axis: int) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-def _rank_pearson(ra: np.ndarray, rb: np.ndarray) -> np.ndarray:
-    """:func:`_pearson` along the last axis of ranks ``ra [..., m, n]`` against ranks ``rb
-    [m, n]`` shared by every leading index, without broadcasting ``rb`` to ``ra``'s size.
-
-    Ranks are small integers and halves, so the centred sums are exact in float64 and
-    the numbers are :func:`_pearson`'s.
-    """
-    rb = rb - rb.mean(axis=-1, keepdims=True)
-    ca = ra - ra.mean(axis=-1, keepdims=True)
-    num = np.einsum("...mn,mn->...m", ca, rb)
-    den = np.sqrt(np.einsum("...mn,...mn->...m", ca, ca) * np.einsum("mn,mn->m", rb, rb))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
-
-
 def rank_correlations(ra: np.ndarray, rb: np.ndarray) -> np.ndarray:
     """Pearson correlation of every row of ranks ``ra [a, P]`` with every row of ``rb [b, P]``,
     ``[a, b]``: :func:`_pearson` of each pair (NaN where a row is constant), as one matrix
@@ -227,17 +212,81 @@ def rank_correlations(ra: np.ndarray, rb: np.ndarray) -> np.ndarray:
 def rank_agreement(a: np.ndarray, b: np.ndarray, k: int, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
     """``(spearman(a, b), top_k_overlap(a, b, k))`` along ``axis``, the same numbers, from
     one sort of ``a`` (the large side: per-point values against one aggregate ``b``)."""
-    v, order, s = _sorted(a, axis)
+    va = np.moveaxis(np.asarray(a, dtype=np.float64), axis, -1)
+    vb = np.moveaxis(np.asarray(b, dtype=np.float64), axis, -1)
+    if vb.ndim >= 2 and va.ndim >= vb.ndim and all(x == 1 for x in vb.shape[:-2]) and vb.shape[-2:] == va.shape[-2:]:
+        return _shared_rank_agreement(va, vb.reshape(vb.shape[-2:]), k)
+    v, order, s = _sorted(va, -1)
     ra = _average_ranks(v, order, s)
-    vb = _sorted(b, axis)
-    rb = _average_ranks(*vb)
-    if rb.ndim >= 2 and ra.ndim >= rb.ndim and all(x == 1 for x in rb.shape[:-2]) and rb.shape[-2:] == ra.shape[-2:]:
-        rho = _rank_pearson(ra, rb.reshape(rb.shape[-2:]))
-    else:
-        rho = _pearson(ra, rb, -1)
+    vb = _sorted(vb, -1)
+    rho = _pearson(ra, _average_ranks(*vb), -1)
     top_a = _top_k(v, s, k)
     top_b = _top_k(vb[0], vb[2], k)
     return rho, (top_a & top_b).sum(axis=-1) / float(k)
+
+
+#: Entries of ``a`` ranked at once by :func:`_shared_rank_agreement` (4 MB of float64):
+#: blocks this size stay in cache and reuse their memory, where whole-array temporaries
+#: of a large ``a`` each cost fresh pages.
+RANK_BLOCK = 1 << 19
+
+
+def _shared_rank_agreement(a: np.ndarray, b: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rank_agreement` of ``a [..., m, n]`` against one ``b [m, n]``, from the order
+    of ``a`` alone where a row has no ties, a block of leading indices at a time.
+
+    A row without ties has the ranks ``1..n`` at the positions of its order, so the
+    centred rank product is ``sum_r r * rb_c[order[r]]`` (``rb_c`` sums to 0) and the
+    rank variance ``n (n^2 - 1) / 12``; its top ``k`` are the last ``k`` of its order
+    unless the k-th largest value is tied. Ranks are integers and halves, so every sum
+    is exact and the numbers are :func:`_pearson`'s and :func:`_top_k`'s; rows with
+    ties (and boundary ties for the top ``k``) take those functions.
+    """
+    shape, (m, n) = a.shape, b.shape
+    v = a.reshape(-1, m, n)
+    vb, ob, sb = _sorted(b, -1)
+    rb = _average_ranks(vb, ob, sb)
+    rbc = rb - rb.mean(axis=-1, keepdims=True)
+    top_b = _top_k(vb, sb, k)
+    rho = np.empty(v.shape[:2])
+    overlap = np.empty(v.shape[:2])
+    if n < 2:
+        rho[:] = np.nan
+        overlap[:] = top_b.sum(axis=-1)[None, :] / float(k)
+        return rho.reshape(shape[:-1]), overlap.reshape(shape[:-1])
+    den = np.sqrt((n * (n * n - 1) / 12.0) * np.einsum("mn,mn->m", rbc, rbc))
+    positions = np.arange(1.0, n + 1.0)
+    offsets = (np.arange(m) * n)[:, None]  # row i's entries start at i * n in [m * n]
+    step = max(1, RANK_BLOCK // (m * n))
+    for start in range(0, len(v), step):
+        blk = v[start:start + step]
+        if np.isnan(blk).any():
+            blk = np.where(np.isnan(blk), -np.inf, blk)
+        order = np.argsort(blk, axis=-1)
+        s = np.take_along_axis(blk, order, axis=-1)
+        flat = order + offsets
+        num = rbc.ravel().take(flat) @ positions
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+        tied = np.nonzero((s[..., 1:] == s[..., :-1]).any(axis=-1))
+        if tied[0].size:
+            ra = _average_ranks(blk[tied], order[tied], s[tied])
+            ca = ra - ra.mean(axis=-1, keepdims=True)
+            cb = rbc[tied[1]]
+            num_t = np.einsum("tn,tn->t", ca, cb)
+            den_t = np.sqrt(np.einsum("tn,tn->t", ca, ca) * np.einsum("tn,tn->t", cb, cb))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                r[tied] = np.where(den_t > 0, num_t / np.where(den_t > 0, den_t, 1.0), np.nan)
+        rho[start:start + step] = r
+        if k >= n:
+            overlap[start:start + step] = top_b.sum(axis=-1)[None, :] / float(k)
+            continue
+        o = top_b.ravel().take(flat[..., n - k:]).sum(axis=-1) / float(k)
+        edge = np.nonzero(s[..., n - k] == s[..., n - k - 1])  # the k-th largest is tied: input order decides
+        if edge[0].size:
+            o[edge] = (_top_k(blk[edge], s[edge], k) & top_b[edge[1]]).sum(axis=-1) / float(k)
+        overlap[start:start + step] = o
+    return rho.reshape(shape[:-1]), overlap.reshape(shape[:-1])
 
 
 def top_k_overlap(a: np.ndarray, b: np.ndarray, k: int, axis: int = -1) -> np.ndarray:

@@ -74,12 +74,38 @@ def overall_local(local: np.ndarray) -> np.ndarray:
     shares are averaged over outputs: the per-point analogue of
     :func:`sensreport.measures.overall`.
     """
-    v = np.asarray(local, dtype=np.float64)
-    total = v.sum(axis=-1, keepdims=True)
-    if np.isfinite(total).all() and (total > 0).all():  # the same numbers as shares(), without nansum's copies
-        return (v / total).mean(axis=1)
-    return nanmean(shares(v, axis=-1), axis=1)
+    acc = OverallLocal()
+    acc.add(local)
+    return acc.result()
 
+
+class OverallLocal:
+    """:func:`overall_local` from the local values of a block of outputs at a time
+    (``add`` them in output order), the same numbers: the shares of every output are
+    summed one output after the other, as numpy's mean over the outputs axis sums them."""
+
+    def __init__(self):
+        self.total: np.ndarray | None = None
+        self.count: np.ndarray | int = 0
+
+    def add(self, local: np.ndarray) -> None:
+        v = np.asarray(local, dtype=np.float64)
+        total = v.sum(axis=-1, keepdims=True)
+        if np.isfinite(total).all() and (total > 0).all():  # the same numbers as shares(), without nansum's copies
+            part, count = v / total, v.shape[1]
+        else:
+            part = shares(v, axis=-1)
+            seen = ~np.isnan(part)
+            part, count = np.where(seen, part, 0.0), seen.sum(axis=1)
+        if self.total is None:
+            self.total = np.zeros((v.shape[0], v.shape[2]))
+        for i in range(v.shape[1]):
+            self.total += part[:, i]
+        self.count = self.count + count
+
+    def result(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):  # no finite share: NaN, as nanmean gives
+            return self.total / self.count
 
 
 def rank_stability(local: np.ndarray, aggregate: np.ndarray, k: int) -> dict[str, np.ndarray]:
@@ -102,6 +128,12 @@ def rank_stability(local: np.ndarray, aggregate: np.ndarray, k: int) -> dict[str
     """
     agg = np.asarray(aggregate, dtype=np.float64)[None]
     rho, overlap = rank_agreement(local, agg, k, axis=-1)  # = spearman(local, agg), top_k_overlap(local, agg, k)
+    return stability_summary(rho, overlap)
+
+
+def stability_summary(rho: np.ndarray, overlap: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`rank_stability`'s dict from each point's Spearman coefficients and top-k
+    overlaps ``[P, m]``."""
     return {
         "spearman": rho,
         "overlap": overlap,
