@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -463,4 +462,9 @@ JSON_EIGENVECTORS = 10
 
 def _floats(values) -> list[float | None]:
     """JSON has no NaN: map non-finite numbers to null."""
-    return [float(v) if math.isfinite(float(v)) else None for v in np.asarray(values).ravel()]
+    v = np.asarray(values, dtype=np.float64).ravel()
+    out = v.tolist()  # Python floats, the same as float(x) of each
+    if not np.isfinite(v).all():
+        for i in np.flatnonzero(~np.isfinite(v)).tolist():
+            out[i] = None
+    return out
