@@ -230,6 +230,8 @@ class ArrayStore:
         self.arrays: dict[str, np.ndarray] = {}
         self.paths: dict[str, Path] = {}
         self.preview: dict[str, np.ndarray] = {}
+        #: the in-memory arrays' shapes and dtypes, allocated at their first chunk
+        self._memory: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
         keep = min(plan.points, PREVIEW_POINTS)
         for m in plan.methods:
             shape = (plan.points, len(m.outputs), plan.n)
@@ -237,7 +239,7 @@ class ArrayStore:
             # finite differences keep their error estimate beside their values (in memory)
             for name in (m.name, f"{m.name}_error")[: m.kept if plan.arrays == "memory" else 1]:
                 if plan.arrays == "memory":
-                    self.arrays[name] = np.empty(shape, dtype)
+                    self._memory[name] = (shape, np.dtype(dtype))
                 elif plan.arrays == "disk":
                     if folder is None:
                         raise ValueError("execution.arrays: disk needs a folder to write to")
@@ -247,7 +249,13 @@ class ArrayStore:
             self.preview[m.name] = np.full((keep, len(m.outputs), plan.n), np.nan, dtype)
 
     def __call__(self, name: str, sl: slice, values: np.ndarray) -> None:
-        if name in self.arrays:
+        if name in self._memory and name not in self.arrays:
+            shape, dtype = self._memory[name]
+            if sl.start == 0 and values.shape == shape and values.dtype == dtype:
+                self.arrays[name] = values  # one chunk holds every point: kept as it is, not copied
+            else:
+                self.arrays[name] = np.empty(shape, dtype)
+        if name in self.arrays and self.arrays[name] is not values:
             self.arrays[name][sl] = values
         if name not in self.preview:
             return
