@@ -275,6 +275,41 @@ def test_report_templates_replace_built_in_ones(cli, write_spec, tmp_path):
     assert r.exit_code == 2 and "report.templates: directory not found" in r.stderr
 
 
+def test_compiled_templates_are_cached_and_never_stale(cli, write_spec, tmp_path, monkeypatch):
+    # compiled templates are kept in the per-user temporary folder; an edited template
+    # is compiled afresh, and a folder that cannot be used only costs the compilation
+    import tempfile
+
+    from sensreport.report.environment import environment
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    environment.cache_clear()
+    tpl = tmp_path / "tpl"
+    tpl.mkdir()
+    (tpl / "_style.css.j2").write_text("/* first style */\n")
+    spec = write_spec("model: {callable: f.py:poly}\ninputs: {points: {values: [[1.0, 2.0], [0.5, 1.0]]}}\n"
+                      "methods: {jacobian: {}}\nreport: {templates: tpl}\n", f__py=FUNCTIONS_FOR_TEMPLATES)
+    try:
+        assert cli("run", spec, "--out", tmp_path / "a").exit_code == 0
+        cache = tmp_path / "tmp" / f"_jinja2-cache-{os.getuid()}"
+        assert len(list(cache.glob("*.cache"))) >= 2  # the page and its partials
+        (tpl / "_style.css.j2").write_text("/* second style */\n")
+        environment.cache_clear()  # a new process: only the cache on disk is left
+        assert cli("run", spec, "--out", tmp_path / "b").exit_code == 0
+        page = (tmp_path / "b" / "report.html").read_text()
+        assert "/* second style */" in page and "/* first style */" not in page
+        for f in cache.iterdir():
+            f.unlink()
+        cache.rmdir()
+        cache.write_text("not a folder")  # Jinja refuses it as unsafe: no cache, the same page
+        environment.cache_clear()
+        assert cli("run", spec, "--out", tmp_path / "c").exit_code == 0
+        assert "/* second style */" in (tmp_path / "c" / "report.html").read_text()
+    finally:
+        environment.cache_clear()
+
+
 FUNCTIONS_FOR_TEMPLATES = "import tensorflow as tf\n\ndef poly(x):\n    return tf.stack([x[0] ** 2, x[0] * x[1]])\n"
 
 

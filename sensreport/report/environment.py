@@ -36,6 +36,7 @@ def environment(user_templates: Path | None = None):
         loaders.insert(0, jinja2.FileSystemLoader(str(user_templates)))
     env = jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
+        bytecode_cache=_bytecode_cache(),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -49,6 +50,35 @@ def environment(user_templates: Path | None = None):
     env.filters["css_string"] = css_string
     env.filters["bytes"] = format_bytes
     return env
+
+
+def _bytecode_cache():
+    """Compiled templates kept between runs (about 0.3 s of every run's rendering), in
+    Jinja's per-user temporary folder (``_jinja2-cache-<uid>``, owner-only).
+
+    Each entry is keyed by the template's file and checked against its source, so an
+    edited template (a user's own included) is compiled afresh. A cache that cannot be
+    read or written costs only the compilation: the report renders as without it.
+    """
+    import jinja2
+
+    class QuietCache(jinja2.FileSystemBytecodeCache):
+        def load_bytecode(self, bucket):
+            try:
+                super().load_bytecode(bucket)
+            except Exception:  # noqa: BLE001 - a damaged or foreign entry: compile instead
+                bucket.reset()
+
+        def dump_bytecode(self, bucket):
+            try:
+                super().dump_bytecode(bucket)
+            except OSError:  # a full disk or a read-only folder: next time compiles again
+                pass
+
+    try:
+        return QuietCache()
+    except (OSError, RuntimeError):  # no private temporary folder to be had
+        return None
 
 
 def plotly_script(plotlyjs: str = "inline") -> dict[str, str]:
