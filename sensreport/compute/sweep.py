@@ -18,9 +18,9 @@ from typing import Callable
 import numpy as np
 
 from .. import engine
-from ..analysis.agreement import AgreementAccumulator
+from ..analysis.agreement import AgreementAccumulator, z_scores
 from ..analysis.globalsa import SubspaceAccumulator
-from ..analysis.measures import MeasureAccumulator, NonfiniteAccumulator
+from ..analysis.measures import MeasureAccumulator, NonfiniteAccumulator, blocks
 from ..errors import ComputeError
 from .methods import METHODS
 from .plan import PREVIEW_POINTS, Plan
@@ -149,8 +149,10 @@ def run_chunk(
         rows = list(plan.method(plan.compared).outputs)
         est = estimates["finite_difference"]
         ad = values[plan.compared]
-        fd, error, kinks = est.fd[:, rows], est.error[:, rows], est.kinks()[:, rows]
-        backward, forward = est.backward[:, rows], est.forward[:, rows]
+        # all outputs compared (the full Jacobian): the arrays themselves, not copies
+        take = slice(None) if rows == list(range(est.fd.shape[1])) else rows
+        fd, error, kinks = est.fd[:, take], est.error[:, take], est.kinks()[:, take]
+        backward, forward = est.backward[:, take], est.forward[:, take]
         fd, error, kinks, backward, forward, retested = retest(target, plan, x, sl, ad, fd, error, kinks, backward,
                                                                forward, rows)
         t0 = time.perf_counter()
@@ -174,11 +176,11 @@ def retest(target, plan: Plan, x, sl: slice, ad, fd, error, kinks, backward, for
     A wrong derivative disagrees at every step, so it still fails; the estimate at the
     smaller step carries its larger round-off.
     """
-    from ..analysis.agreement import z_scores
-
-    z = z_scores(ad, fd, error, plan.ad_dtype)
-    with np.errstate(invalid="ignore"):
-        bad = np.isfinite(z) & (z > plan.max_z) & ~kinks
+    bad = np.empty(np.shape(ad), dtype=bool)
+    for o in blocks(bad.shape):  # z is per output row: blocks of outputs keep the temporaries small
+        z = z_scores(ad[:, o], fd[:, o], error[:, o], plan.ad_dtype)
+        with np.errstate(invalid="ignore"):
+            bad[:, o] = np.isfinite(z) & (z > plan.max_z) & ~kinks[:, o]
     if not bad.any():
         return fd, error, kinks, backward, forward, 0
     pts = np.flatnonzero(bad.any(axis=(1, 2)))
