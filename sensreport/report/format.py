@@ -57,7 +57,10 @@ def markdown(text: str):
 def round_list(a: np.ndarray, sig: int = 6) -> list:
     """Nested lists with ``sig`` significant digits and None for non-finite values (keeps the page small)."""
     arr = np.asarray(a, dtype=np.float64)
-    flat = [float(f"{v:.{sig}g}") if math.isfinite(v) else None for v in arr.ravel().tolist()]
+    flat = _rounded(arr.ravel(), sig)
+    if not np.isfinite(arr).all():
+        for i in np.flatnonzero(~np.isfinite(arr.ravel())).tolist():
+            flat[i] = None
     if arr.ndim == 0:
         return flat[0]
     out: Any = flat
@@ -91,10 +94,18 @@ def exact(v: float, sig: int | None = None) -> str:
 
 def exact_column(values: np.ndarray, sig: int | None = None) -> list[str]:
     """:func:`exact` of every value (the same text), without a function call per value."""
-    vals = np.asarray(values, dtype=np.float64).ravel().tolist()
-    if sig is None:
-        return [repr(v) if math.isfinite(v) else "" for v in vals]
-    return [repr(float(f"{v:.{sig}g}")) if math.isfinite(v) else "" for v in vals]
+    arr = np.asarray(values, dtype=np.float64).ravel()
+    out = list(map(repr, arr.tolist() if sig is None else _rounded(arr, sig)))
+    if not np.isfinite(arr).all():
+        for i in np.flatnonzero(~np.isfinite(arr)).tolist():
+            out[i] = ""
+    return out
+
+
+def _rounded(flat: np.ndarray, sig: int) -> list[float]:
+    """``float(f"{v:.{sig}g}")`` of every value of a 1-d array, mapped by C-level calls
+    (no Python loop body per value); non-finite values come back as they are."""
+    return list(map(float, map(f"{{:.{sig}g}}".format, flat.tolist())))
 
 
 def date_text(iso: str | None) -> str:
