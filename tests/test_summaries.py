@@ -94,6 +94,9 @@ def test_ranks_and_rank_agreement_match_scipy_with_ties_and_nan():
             np.testing.assert_allclose(rho[p, i], want, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(rho, stats.spearman(local, aggregate[None]))
     np.testing.assert_array_equal(overlap, stats.top_k_overlap(local, aggregate[None], 3))
+    for empty in (local[:0], local[:, :0]):  # no points, or no outputs: empty results of the right shape
+        got = stats.rank_agreement(empty, aggregate[None, : empty.shape[1]], 3)
+        assert got[0].shape == got[1].shape == empty.shape[:2]
 
 
 def test_spearman_by_hand():

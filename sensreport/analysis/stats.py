@@ -214,7 +214,7 @@ def rank_agreement(a: np.ndarray, b: np.ndarray, k: int, axis: int = -1) -> tupl
     one sort of ``a`` (the large side: per-point values against one aggregate ``b``)."""
     va = np.moveaxis(np.asarray(a, dtype=np.float64), axis, -1)
     vb = np.moveaxis(np.asarray(b, dtype=np.float64), axis, -1)
-    if vb.ndim >= 2 and va.ndim >= vb.ndim and all(x == 1 for x in vb.shape[:-2]) and vb.shape[-2:] == va.shape[-2:]:
+    if va.size and vb.ndim >= 2 and va.ndim >= vb.ndim and all(x == 1 for x in vb.shape[:-2]) and vb.shape[-2:] == va.shape[-2:]:
         return _shared_rank_agreement(va, vb.reshape(vb.shape[-2:]), k)
     v, order, s = _sorted(va, -1)
     ra = _average_ranks(v, order, s)
