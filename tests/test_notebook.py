@@ -252,9 +252,10 @@ def test_tensorflow_logger_is_quiet_only_while_a_run_runs(tf_logger_at):
 
 
 def test_a_fresh_process_keeps_its_environment_and_logging(tmp_path):
-    """In a new interpreter (sensreport imports TensorFlow itself): TF_CPP_MIN_LOG_LEVEL stays
-    unset, TensorFlow's logger keeps its level, the `sensreport` logger reports the run, and
-    pandas is not needed for anything but to_pandas()."""
+    """In a new interpreter (sensreport imports TensorFlow itself): TF_CPP_MIN_LOG_LEVEL and
+    TF_CPU_ALLOCATOR_USE_BFC stay unset (the allocator they chose is TensorFlow's BFC one: it
+    reports statistics), TensorFlow's logger keeps its level, the `sensreport` logger reports
+    the run, and pandas is not needed for anything but to_pandas()."""
     script = textwrap.dedent('''
         import json, logging, os, sys
         sys.modules["pandas"] = None  # as if pandas were not installed
@@ -278,17 +279,21 @@ def test_a_fresh_process_keeps_its_environment_and_logging(tmp_path):
             pandas = "imported"
         except ImportError as exc:
             pandas = str(exc)
+        import tensorflow as tf
+        peak = tf.config.experimental.get_memory_info("CPU:0")["peak"]  # ValueError unless BFC
         print(json.dumps({"env": os.environ.get("TF_CPP_MIN_LOG_LEVEL"), "tf_imported": "tensorflow" in sys.modules,
+                          "allocator_env": os.environ.get("TF_CPU_ALLOCATOR_USE_BFC"), "peak": peak,
                           "tf_level": logging.getLogger("tensorflow").level, "records": records, "own": own,
                           "pandas": pandas, "html": len(html), "status": r.verdict.status}))
     ''')
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_CPU_ALLOCATOR_USE_BFC")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["tf_imported"] and out["env"] is None and out["tf_level"] == logging.NOTSET
+    assert out["allocator_env"] is None and out["peak"] > 0
     assert out["own"][0] == "NullHandler"  # a library: no output unless the application configures logging
     assert [r[0] for r in out["records"]] == ["sensreport", "sensreport"]
     assert out["records"][0][2].startswith("running a spec mapping (callable model, values points)")

@@ -28,13 +28,24 @@ class NotDifferentiableError(Exception):
 
 _TF = None
 
+#: TensorFlow's switch to its BFC allocator for CPU memory (see :func:`tensorflow`).
+ALLOCATOR_ENV = "TF_CPU_ALLOCATOR_USE_BFC"
+
 
 def tensorflow():
     """TensorFlow, imported on first use (``sensreport --help`` must stay instant).
 
-    Importing it changes nothing a caller can see: ``TF_CPP_MIN_LOG_LEVEL`` is set (when
-    unset) only while TensorFlow is imported and put back after, and TensorFlow's Python
-    logger is left alone (a run quiets it while it runs: :func:`sensreport.logs.quiet_tensorflow`).
+    Importing it changes nothing a caller can see: ``TF_CPP_MIN_LOG_LEVEL`` and
+    ``TF_CPU_ALLOCATOR_USE_BFC`` are set (when unset) only while TensorFlow is imported and
+    put back after, and TensorFlow's Python logger is left alone (a run quiets it while it
+    runs: :func:`sensreport.logs.quiet_tensorflow`).
+
+    The CPU allocator: TensorFlow's default one takes every large tensor from the system
+    and gives it back when freed, so each chunk's Jacobian (tens of MB) is faulted into
+    memory page by page again; its BFC allocator keeps the freed memory for the next chunk
+    (:data:`ALLOCATOR_ENV`). TensorFlow reads the variable once, when its first tensor is
+    made, so that is done before the variable is put back. A process that imported
+    TensorFlow itself, or set the variable, keeps its own allocator.
     """
     global _TF
     if _TF is not None:  # every engine call asks: the set-up below runs once
@@ -45,21 +56,23 @@ def tensorflow():
         # is as the caller left it). The C++ start-up banner ignores the variable and would
         # land in a scheduler's captured output: silence stderr while importing. Import
         # errors still surface as Python exceptions after stderr is restored.
-        env = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
-        if env is None:
-            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        unset = [name for name in ("TF_CPP_MIN_LOG_LEVEL", ALLOCATOR_ENV) if name not in os.environ]
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault(ALLOCATOR_ENV, "true")
         saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
         os.dup2(null, 2)
         try:
-            import tensorflow  # noqa: F401
+            import tensorflow
+
+            tensorflow.zeros([1])  # the first tensor: TensorFlow makes its CPU allocator now
         except ImportError:
             raise InputError("model", TENSORFLOW_HINT) from None
         finally:
             os.dup2(saved, 2)
             os.close(saved)
             os.close(null)
-            if env is None:
-                os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+            for name in unset:
+                os.environ.pop(name, None)
     import tensorflow as tf
 
     _TF = tf
