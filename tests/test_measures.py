@@ -172,3 +172,46 @@ def test_agreement_in_many_chunks_keeps_the_whole_arrays_worst_entries_and_sampl
     a, b = streamed.sample(), whole.sample()
     for field in ("point", "output", "input", "ad", "fd", "z"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+
+
+def test_reductions_give_the_same_bits_on_one_thread_and_on_several(monkeypatch):
+    """The streaming reductions and the per-point statistics spread blocks of outputs and
+    batches of points over threads; every number is the same as on one thread (each block
+    writes its own rows, shared sums are added in order)."""
+    import threading
+
+    from sensreport.analysis import pointstats as PS
+    from sensreport.analysis.globalsa import SubspaceAccumulator
+
+    rng = np.random.default_rng(11)
+    P, k, n = 300, 12, 10
+    jac = rng.normal(size=(P, k, n)).astype(np.float32)
+    jac[17, 5, 3] = np.nan  # one block takes the masked path
+    x = rng.normal(size=(P, n))
+    y = rng.normal(size=(P, k)) + 3
+    monkeypatch.setattr(M, "BLOCK_VALUES", 2 * P * n)  # blocks of 2 outputs
+    monkeypatch.setattr(PS, "BLOCK_ENTRIES", 2 * P * n)
+
+    def run(threads):
+        monkeypatch.setattr(M, "REDUCTION_THREADS", threads)
+        acc = M.MeasureAccumulator(k, n, M.elasticity_guard(y), M.Batches(P, 8))
+        sub = SubspaceAccumulator(6, n, M.input_spread(x), M.Batches(P, 8))
+        nf = M.NonfiniteAccumulator()
+        for s in range(0, P, 130):
+            acc.update(jac[s:s + 130], x[s:s + 130], y[s:s + 130], s)
+            sub.update(jac[s:s + 130], s)
+            nf.update(jac[s:s + 130], s)
+        measures = acc.result(M.input_spread(x))
+        ps = PS.point_stats(jac, x, y, measures, ["mean_abs", "std_scaled", "elasticity"], "mean_abs",
+                            acc.directions())
+        return ([acc.max_abs, *measures.values(), *acc.batch_sums().values(), sub.sum, sub.count,
+                 *ps.spread.values(), *ps.spread_overall.values(), *ps.stability.values()], nf.summary())
+
+    one, nf_one = run(1)
+    several, nf_several = run(3)
+    assert any(t.name.startswith("sensreport-reduce") for t in threading.enumerate())  # the threads ran
+    assert nf_one == nf_several and nf_one["count"] == 1 and nf_one["locations"] == [[17, 5, 3]]
+    assert len(one) == len(several)
+    for a, b in zip(one, several):
+        np.testing.assert_array_equal(a, b)
+    assert np.isfinite(one[1]).all()  # mean_abs: the NaN is left out, not spread

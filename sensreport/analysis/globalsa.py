@@ -93,7 +93,8 @@ class SubspaceAccumulator:
         total, count = np.zeros_like(self.sum), np.zeros_like(self.count)
         dtype = np.float32 if jac.dtype == np.float32 else np.float64
         scale = self.scale.astype(dtype)
-        for rows in M.blocks(jac.shape):
+
+        def block(rows: slice) -> None:  # writes its own rows only (see measures.map_blocks)
             g = np.asarray(jac[:, rows], dtype=dtype) * scale
             finite = np.isfinite(g).all(axis=2)  # [b, k]
             if not finite.all():
@@ -101,6 +102,8 @@ class SubspaceAccumulator:
             gt = np.ascontiguousarray(g.transpose(1, 2, 0))  # [k, n, b]
             total[rows] = gt @ gt.transpose(0, 2, 1)
             count[rows] = finite.sum(0)
+
+        M.map_blocks(block, jac.shape)
         return total, count
 
     def merge(self, other: "SubspaceAccumulator") -> "SubspaceAccumulator":

@@ -8,8 +8,11 @@ Non-finite derivatives are left out of the averages (and reported separately by
 
 from __future__ import annotations
 
-import numpy as np
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 
 from .stats import nanmean, shares
 
@@ -91,6 +94,42 @@ def blocks(shape: tuple[int, ...]):
         yield slice(start, min(k, start + step))
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+#: Threads the streaming reductions spread their blocks over (numpy releases the GIL in its
+#: loops, and TensorFlow is idle while a chunk is reduced): the cores this process may
+#: use, at most 4 (past that, memory bandwidth is the limit).
+REDUCTION_THREADS = max(1, min(4, _cores()))
+_THREAD_PREFIX = "sensreport-reduce"
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def parallel_map(fn, items) -> list:
+    """``[fn(item) for item in items]``, the items spread over up to
+    :data:`REDUCTION_THREADS` threads (inline for one item, or when already on one).
+
+    Each ``fn`` must touch only what its item owns (anything shared is combined from
+    the results, in order), so the numbers do not depend on the number of threads.
+    """
+    global _pool
+    items = list(items)
+    if len(items) <= 1 or REDUCTION_THREADS == 1 or threading.current_thread().name.startswith(_THREAD_PREFIX):
+        return [fn(item) for item in items]
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(REDUCTION_THREADS, thread_name_prefix=_THREAD_PREFIX)
+    return list(_pool.map(fn, items))
+
+
+def map_blocks(fn, shape: tuple[int, ...]) -> list:
+    """``fn(rows)`` for every block of :func:`blocks` (see :func:`parallel_map`), the
+    results in block order. The blocks are the same whatever the number of threads."""
+    return parallel_map(fn, blocks(shape))
+
+
 class MeasureAccumulator:
     """Streaming sums behind every measure, fed one chunk of points at a time.
 
@@ -130,26 +169,34 @@ class MeasureAccumulator:
         if self.batches is None:
             self._update_all(jac, points, outputs)
             return
-        for batch, sl in self.batches.pieces(offset, len(jac)):
-            piece = MeasureAccumulator(*self.shape, self.guard)
-            piece._update_all(jac[sl], points[sl], outputs[sl])
-            self.merge(piece)
+
+        def piece(item):
+            batch, sl = item
+            acc = MeasureAccumulator(*self.shape, self.guard)
+            acc._update_all(jac[sl], points[sl], outputs[sl])
+            return batch, acc
+
+        for batch, acc in parallel_map(piece, self.batches.pieces(offset, len(jac))):  # merged in order
+            self.merge(acc)
             mine = self.by_batch.setdefault(batch, {name: np.zeros(self.shape) for name in BATCH_SUMS})
             for name in BATCH_SUMS:
-                mine[name] += getattr(piece, name)
+                mine[name] += getattr(acc, name)
 
     def _update_all(self, jac: np.ndarray, points: np.ndarray, outputs: np.ndarray) -> None:
-        for rows in blocks(jac.shape):
-            self._update(jac[:, rows], points, outputs[:, rows], rows)
+        maxima = map_blocks(lambda rows: self._update(jac[:, rows], points, outputs[:, rows], rows), jac.shape)
+        self.max_abs = np.maximum.reduce([self.max_abs, *maxima])
 
-    def _update(self, jac: np.ndarray, points: np.ndarray, outputs: np.ndarray, rows: slice) -> None:
+    def _update(self, jac: np.ndarray, points: np.ndarray, outputs: np.ndarray, rows: slice) -> np.ndarray:
+        """Add one block of outputs (``rows``) into those rows; returns its largest |J| per input."""
         j = np.asarray(jac)
         if j.dtype not in (np.float32, np.float64):
             j = j.astype(np.float64)
         y = np.asarray(outputs, dtype=np.float64)
         usable = np.isfinite(y) & (np.abs(y) > np.maximum(self.guard[rows], np.finfo(np.float64).tiny))
-        if np.isfinite(j).all() and usable.all() and self._update_finite(j, points, y, rows):
-            return
+        if np.isfinite(j).all() and usable.all():
+            block_max = self._update_finite(j, points, y, rows)
+            if block_max is not None:
+                return block_max
         j = np.asarray(j, dtype=np.float64)
         finite = np.isfinite(j)
         jz = np.where(finite, j, 0.0)
@@ -159,18 +206,20 @@ class MeasureAccumulator:
         self.positive[rows] += (jz > 0).sum(0)
         self.negative[rows] += (jz < 0).sum(0)
         self.sum[rows] += jz.sum(0)
-        self.max_abs = np.maximum(self.max_abs, np.abs(jz).max(axis=(0, 1), initial=0.0))
+        block_max = np.abs(jz).max(axis=(0, 1), initial=0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
             e = np.abs(jz * np.asarray(points, dtype=np.float64)[:, None, :] / np.where(usable, y, 1.0)[:, :, None])
         ok = finite & usable[:, :, None] & np.isfinite(e)
         self.sum_elastic[rows] += np.where(ok, e, 0.0).sum(0)
         self.count_elastic[rows] += ok.sum(0)
+        return block_max
 
-    def _update_finite(self, j: np.ndarray, points: np.ndarray, y: np.ndarray, rows: slice) -> bool:
+    def _update_finite(self, j: np.ndarray, points: np.ndarray, y: np.ndarray, rows: slice) -> np.ndarray | None:
         """The common case, every derivative finite and every output usable for
         elasticities: no masks, the sums of products in single passes (``einsum``), the
-        float32 values widened only where squared. False (nothing added) when a
-        product overflows; the masked path then handles the block."""
+        float32 values widened only where squared. Returns the block's largest |J| per
+        input; None (nothing added) when a product overflows, and the masked path then
+        handles the block."""
         b = len(j)
         a = np.abs(j)
         wide = a.astype(np.float64)
@@ -178,17 +227,16 @@ class MeasureAccumulator:
             elastic = np.einsum("pij,pj,pi->ij", wide, np.abs(np.asarray(points, dtype=np.float64)), 1.0 / np.abs(y))
             sq = np.einsum("pij,pij->ij", wide, wide)
         if not (np.isfinite(elastic).all() and np.isfinite(sq).all()):
-            return False
+            return None
         self.sum_abs[rows] += wide.sum(0)
         self.sum_sq[rows] += sq
         self.count[rows] += b
         self.positive[rows] += np.count_nonzero(j > 0, axis=0)
         self.negative[rows] += np.count_nonzero(j < 0, axis=0)
         self.sum[rows] += j.sum(0, dtype=np.float64)
-        self.max_abs = np.maximum(self.max_abs, a.max(axis=(0, 1), initial=0.0))
         self.sum_elastic[rows] += elastic
         self.count_elastic[rows] += b
-        return True
+        return a.max(axis=(0, 1), initial=0.0)
 
     def merge(self, other: "MeasureAccumulator") -> "MeasureAccumulator":
         """Add another accumulator's sums (e.g. from another worker) into this one."""
@@ -303,6 +351,14 @@ def overall(measure: np.ndarray, name: str = "") -> np.ndarray:
 
 
 
+def all_finite(a: np.ndarray) -> bool:
+    """Whether every entry is finite; a ``[b, k, n]`` array is tested a block of outputs at
+    a time (no chunk-sized temporary: fresh memory is costly to fault in)."""
+    if a.ndim != 3 or a.size <= BLOCK_VALUES:
+        return bool(np.isfinite(a).all())
+    return all(map_blocks(lambda rows: bool(np.isfinite(a[:, rows]).all()), a.shape))
+
+
 class NonfiniteAccumulator:
     """Count and locate NaN / infinite entries across chunks (the first ``limit`` kept)."""
 
@@ -313,7 +369,7 @@ class NonfiniteAccumulator:
 
     def update(self, array: np.ndarray, offset: int = 0) -> None:
         a = np.asarray(array)
-        if np.isfinite(a).all():
+        if all_finite(a):
             return
         bad = ~np.isfinite(a)
         self.count += int(bad.sum())

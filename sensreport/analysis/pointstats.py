@@ -90,19 +90,28 @@ def point_stats(deriv: np.ndarray | None, points: np.ndarray, outputs: np.ndarra
             rho, overlap = np.empty((len(idx), k)), np.empty((len(idx), k))
         quant = {m: np.empty((3, k, n)) for m in own}
         overall = {m: S.OverallLocal() for m in own}
-        # a block of outputs at a time: every statistic is per output (the overall shares
-        # add up over outputs in order), and blocks this small reuse their memory
+        # a block of outputs at a time: every statistic is per output, and blocks this small
+        # reuse their memory. Blocks run on the reduction threads, a few at a time (each
+        # writes its own outputs' rows); the overall shares add up over outputs in order.
         step = max(1, BLOCK_ENTRIES // max(1, len(idx) * n))
-        for start in range(0, k, step):
-            o = slice(start, start + step)
-            block = sample[:, o]
+
+        def block_stats(o: slice) -> dict:
+            block, shared = sample[:, o], {}
             for m in own:
                 local = S.local_values(m, block, pts, ys[:, o], spread=spread, guard=guard[o])
                 quant[m][:, o] = stats.quantiles(local, axis=0)
-                overall[m].add(local)
+                shared[m] = S.OverallLocal.shares(local)
                 if m == stable:
                     rho[:, o], overlap[:, o] = stats.rank_agreement(local, np.asarray(measures[m], float)[None, o],
                                                                     out.top_k)
+            return shared
+
+        outputs_blocks = [slice(start, start + step) for start in range(0, k, step)]
+        window = 2 * M.REDUCTION_THREADS  # blocks in flight: their shares are held until added
+        for w in range(0, len(outputs_blocks), window):
+            for shared in M.parallel_map(block_stats, outputs_blocks[w:w + window]):
+                for m in own:
+                    overall[m].add_shares(*shared[m])
         for m in rankable:
             src = m if m in own else same[m]
             out.spread[m] = quant[src]

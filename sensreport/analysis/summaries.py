@@ -89,17 +89,26 @@ class OverallLocal:
         self.count: np.ndarray | int = 0
 
     def add(self, local: np.ndarray) -> None:
+        self.add_shares(*self.shares(local))
+
+    @staticmethod
+    def shares(local: np.ndarray) -> tuple[np.ndarray, np.ndarray | int]:
+        """The shares of a block's local values ``[P, k, n]`` (0 where there is none) and
+        how many outputs had one at each point and input: what :meth:`add_shares` sums.
+        Pure, so blocks can be turned into shares on several threads and added in order."""
         v = np.asarray(local, dtype=np.float64)
         total = v.sum(axis=-1, keepdims=True)
         if np.isfinite(total).all() and (total > 0).all():  # the same numbers as shares(), without nansum's copies
-            part, count = v / total, v.shape[1]
-        else:
-            part = shares(v, axis=-1)
-            seen = ~np.isnan(part)
-            part, count = np.where(seen, part, 0.0), seen.sum(axis=1)
+            return v / total, v.shape[1]
+        part = shares(v, axis=-1)
+        seen = ~np.isnan(part)
+        return np.where(seen, part, 0.0), seen.sum(axis=1)
+
+    def add_shares(self, part: np.ndarray, count: np.ndarray | int) -> None:
+        """Add a block's :meth:`shares` (blocks in output order)."""
         if self.total is None:
-            self.total = np.zeros((v.shape[0], v.shape[2]))
-        for i in range(v.shape[1]):
+            self.total = np.zeros((part.shape[0], part.shape[2]))
+        for i in range(part.shape[1]):
             self.total += part[:, i]
         self.count = self.count + count
 
