@@ -100,10 +100,7 @@ class Worker:
         # the model bytes come as a reference inside a list and are fetched here, once per
         # worker: the driver keeps the reference alive for the whole run
         payload = ray.get(payload_refs[0])
-        tf = engine.tensorflow()
-        if threads > 0:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        engine.tensorflow(threads)  # the thread pools are sized before TensorFlow's first tensor
         self._dir = tempfile.mkdtemp(prefix="sensreport-worker-")
         local = _unpack(spec, payload, name, Path(self._dir))
         self.target = load_model(local, point_shape, jit_compile=jit, binding=binding).target

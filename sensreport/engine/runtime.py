@@ -32,8 +32,12 @@ _TF = None
 ALLOCATOR_ENV = "TF_CPU_ALLOCATOR_USE_BFC"
 
 
-def tensorflow():
+def tensorflow(threads: int = 0):
     """TensorFlow, imported on first use (``sensreport --help`` must stay instant).
+
+    ``threads > 0`` sets the sizes of TensorFlow's intra- and inter-op thread pools; on
+    the first call that happens before its first tensor is made (TensorFlow refuses
+    later; a Ray worker passes its share of the cores here).
 
     Importing it changes nothing a caller can see: ``TF_CPP_MIN_LOG_LEVEL`` and
     ``TF_CPU_ALLOCATOR_USE_BFC`` are set (when unset) only while TensorFlow is imported and
@@ -49,6 +53,8 @@ def tensorflow():
     """
     global _TF
     if _TF is not None:  # every engine call asks: the set-up below runs once
+        if threads > 0 and not _threads_set(_TF, threads):
+            _set_threads(_TF, threads)  # TensorFlow refuses once it has made a tensor
         return _TF
     if "tensorflow" not in sys.modules:
         # TensorFlow's C++ logging reads TF_CPP_MIN_LOG_LEVEL once, while it is imported: set
@@ -64,6 +70,8 @@ def tensorflow():
         try:
             import tensorflow
 
+            if threads > 0:
+                _set_threads(tensorflow, threads)
             tensorflow.zeros([1])  # the first tensor: TensorFlow makes its CPU allocator now
         except ImportError:
             raise InputError("model", TENSORFLOW_HINT) from None
@@ -75,8 +83,20 @@ def tensorflow():
                 os.environ.pop(name, None)
     import tensorflow as tf
 
+    if threads > 0 and not _threads_set(tf, threads):
+        _set_threads(tf, threads)  # imported by the caller: as before, TensorFlow may refuse
     _TF = tf
     return tf
+
+
+def _threads_set(tf, threads: int) -> bool:
+    return (tf.config.threading.get_intra_op_parallelism_threads() == threads
+            and tf.config.threading.get_inter_op_parallelism_threads() == threads)
+
+
+def _set_threads(tf, threads: int) -> None:
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
 #: (time.monotonic(), bytes) of the last reading of available memory.
