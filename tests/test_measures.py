@@ -187,6 +187,7 @@ def test_reductions_give_the_same_bits_on_one_thread_and_on_several(monkeypatch)
     P, k, n = 300, 12, 10
     jac = rng.normal(size=(P, k, n)).astype(np.float32)
     jac[17, 5, 3] = np.nan  # one block takes the masked path
+    jac[:, :, 7] = 0.0  # a dead input
     x = rng.normal(size=(P, n))
     y = rng.normal(size=(P, k)) + 3
     monkeypatch.setattr(M, "BLOCK_VALUES", 2 * P * n)  # blocks of 2 outputs
@@ -204,7 +205,8 @@ def test_reductions_give_the_same_bits_on_one_thread_and_on_several(monkeypatch)
         measures = acc.result(M.input_spread(x))
         ps = PS.point_stats(jac, x, y, measures, ["mean_abs", "std_scaled", "elasticity"], "mean_abs",
                             acc.directions())
-        return ([acc.max_abs, *measures.values(), *acc.batch_sums().values(), sub.sum, sub.count,
+        assert acc.dead_inputs() == [7]
+        return ([acc.sum_abs, *measures.values(), *acc.batch_sums().values(), sub.sum, sub.count,
                  *ps.spread.values(), *ps.spread_overall.values(), *ps.stability.values()], nf.summary())
 
     one, nf_one = run(1)

@@ -94,16 +94,15 @@ class SubspaceAccumulator:
         dtype = np.float32 if jac.dtype == np.float32 else np.float64
         scale = self.scale.astype(dtype)
 
-        def block(rows: slice) -> None:  # writes its own rows only (see measures.map_blocks)
+        for rows in M.blocks(jac.shape):  # one block at a time: BLAS runs each product on every core
             g = np.asarray(jac[:, rows], dtype=dtype) * scale
             finite = np.isfinite(g).all(axis=2)  # [b, k]
             if not finite.all():
                 g = np.where(finite[:, :, None], g, 0)
-            gt = np.ascontiguousarray(g.transpose(1, 2, 0))  # [k, n, b]
-            total[rows] = gt @ gt.transpose(0, 2, 1)
+            # [k, n, b] @ [k, b, n] as strided views: BLAS reads them in place (a contiguous
+            # transposed copy cost more than the product)
+            total[rows] = np.matmul(g.transpose(1, 2, 0), g.transpose(1, 0, 2))
             count[rows] = finite.sum(0)
-
-        M.map_blocks(block, jac.shape)
         return total, count
 
     def merge(self, other: "SubspaceAccumulator") -> "SubspaceAccumulator":

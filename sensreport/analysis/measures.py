@@ -82,8 +82,9 @@ class Batches:
                 yield b, slice(lo - offset, hi - offset)
 
 
-#: Values per block of the accumulators' float64 temporaries (8 MiB each).
-BLOCK_VALUES = 1 << 20
+#: Values per block of the accumulators' float64 temporaries (2 MiB each: a block's
+#: several passes then find it in a core's cache).
+BLOCK_VALUES = 1 << 18
 
 
 def blocks(shape: tuple[int, ...]):
@@ -153,7 +154,6 @@ class MeasureAccumulator:
         self.sum_abs, self.sum_sq, self.count = z(), z(), z()
         self.positive, self.negative, self.sum = z(), z(), z()
         self.sum_elastic, self.count_elastic = z(), z()
-        self.max_abs = np.zeros(n)
         #: with ``batches``: the sums behind the measures per batch of consecutive points
         #: (batch -> name -> ``[k, n]``), from which the confidence intervals are drawn
         self.batches = batches
@@ -183,20 +183,18 @@ class MeasureAccumulator:
                 mine[name] += getattr(acc, name)
 
     def _update_all(self, jac: np.ndarray, points: np.ndarray, outputs: np.ndarray) -> None:
-        maxima = map_blocks(lambda rows: self._update(jac[:, rows], points, outputs[:, rows], rows), jac.shape)
-        self.max_abs = np.maximum.reduce([self.max_abs, *maxima])
+        map_blocks(lambda rows: self._update(jac[:, rows], points, outputs[:, rows], rows), jac.shape)
 
-    def _update(self, jac: np.ndarray, points: np.ndarray, outputs: np.ndarray, rows: slice) -> np.ndarray:
-        """Add one block of outputs (``rows``) into those rows; returns its largest |J| per input."""
-        j = np.asarray(jac)
+    def _update(self, jac: np.ndarray, points: np.ndarray, outputs: np.ndarray, rows: slice) -> None:
+        """Add one block of outputs (``rows``) into those rows (and nothing else)."""
+        # one strided read of the chunk's rows: the passes below then read a block in cache
+        j = np.ascontiguousarray(jac)
         if j.dtype not in (np.float32, np.float64):
             j = j.astype(np.float64)
         y = np.asarray(outputs, dtype=np.float64)
         usable = np.isfinite(y) & (np.abs(y) > np.maximum(self.guard[rows], np.finfo(np.float64).tiny))
-        if np.isfinite(j).all() and usable.all():
-            block_max = self._update_finite(j, points, y, rows)
-            if block_max is not None:
-                return block_max
+        if np.isfinite(j).all() and usable.all() and self._update_finite(j, points, y, rows):
+            return
         j = np.asarray(j, dtype=np.float64)
         finite = np.isfinite(j)
         jz = np.where(finite, j, 0.0)
@@ -206,20 +204,17 @@ class MeasureAccumulator:
         self.positive[rows] += (jz > 0).sum(0)
         self.negative[rows] += (jz < 0).sum(0)
         self.sum[rows] += jz.sum(0)
-        block_max = np.abs(jz).max(axis=(0, 1), initial=0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
             e = np.abs(jz * np.asarray(points, dtype=np.float64)[:, None, :] / np.where(usable, y, 1.0)[:, :, None])
         ok = finite & usable[:, :, None] & np.isfinite(e)
         self.sum_elastic[rows] += np.where(ok, e, 0.0).sum(0)
         self.count_elastic[rows] += ok.sum(0)
-        return block_max
 
-    def _update_finite(self, j: np.ndarray, points: np.ndarray, y: np.ndarray, rows: slice) -> np.ndarray | None:
+    def _update_finite(self, j: np.ndarray, points: np.ndarray, y: np.ndarray, rows: slice) -> bool:
         """The common case, every derivative finite and every output usable for
         elasticities: no masks, the sums of products in single passes (``einsum``), the
-        float32 values widened only where squared. Returns the block's largest |J| per
-        input; None (nothing added) when a product overflows, and the masked path then
-        handles the block."""
+        float32 values widened only where squared. False (nothing added) when a
+        product overflows; the masked path then handles the block."""
         b = len(j)
         a = np.abs(j)
         wide = a.astype(np.float64)
@@ -227,22 +222,21 @@ class MeasureAccumulator:
             elastic = np.einsum("pij,pj,pi->ij", wide, np.abs(np.asarray(points, dtype=np.float64)), 1.0 / np.abs(y))
             sq = np.einsum("pij,pij->ij", wide, wide)
         if not (np.isfinite(elastic).all() and np.isfinite(sq).all()):
-            return None
+            return False
         self.sum_abs[rows] += wide.sum(0)
         self.sum_sq[rows] += sq
         self.count[rows] += b
-        self.positive[rows] += np.count_nonzero(j > 0, axis=0)
-        self.negative[rows] += np.count_nonzero(j < 0, axis=0)
+        self.positive[rows] += (j > 0).sum(0, dtype=np.int64)  # exact counts (faster than count_nonzero)
+        self.negative[rows] += (j < 0).sum(0, dtype=np.int64)
         self.sum[rows] += j.sum(0, dtype=np.float64)
         self.sum_elastic[rows] += elastic
         self.count_elastic[rows] += b
-        return a.max(axis=(0, 1), initial=0.0)
+        return True
 
     def merge(self, other: "MeasureAccumulator") -> "MeasureAccumulator":
         """Add another accumulator's sums (e.g. from another worker) into this one."""
         for name in ("sum_abs", "sum_sq", "count", "positive", "negative", "sum", "sum_elastic", "count_elastic"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.max_abs = np.maximum(self.max_abs, other.max_abs)
         for batch, sums in other.by_batch.items():
             mine = self.by_batch.setdefault(batch, {name: np.zeros(self.shape) for name in BATCH_SUMS})
             for name in BATCH_SUMS:
@@ -275,8 +269,10 @@ class MeasureAccumulator:
                 "negative": _ratio(self.negative, self.count)}
 
     def dead_inputs(self) -> list[int]:
-        """Inputs whose derivative was exactly zero for every output at every point."""
-        return [int(j) for j in np.flatnonzero(self.max_abs == 0)]
+        """Inputs whose derivative was exactly zero for every output at every point: their
+        sums of |dy/dx| are zero (non-negative terms, finite ones only, added in float64,
+        so any non-zero derivative leaves a non-zero sum)."""
+        return [int(j) for j in np.flatnonzero((self.sum_abs == 0).all(axis=0))]
 
 
 def output_magnitude(outputs: np.ndarray) -> np.ndarray:
