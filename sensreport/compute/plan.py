@@ -14,6 +14,11 @@ from ..errors import ComputeError
 from ..sizes import format_bytes
 
 ARRAY_MODES = ("auto", "memory", "disk", "none")
+#: Most bytes of derivative values one chunk computes (finite differences: all their
+#: channels in float64). Past this nothing runs faster, and a chunk's memory is made
+#: anew for every chunk: within it the pages freed by the last chunk are reused, and
+#: the chunk size, so the sums' rounding, does not depend on the memory available.
+CHUNK_BYTES = 256 << 20
 #: Points per chunk for the report's per-point views when arrays are not kept.
 PREVIEW_POINTS = 50
 
@@ -114,7 +119,9 @@ def make_plan(
         )
     # a chunk's arrays (kept, plus agreement temporaries) get a quarter of the budget;
     # the model calls inside a chunk get the rest
-    chunk = max(1, min(p, (budget // 4) // max(1, 3 * per_point)))
+    working = sum(len(m.outputs) * n * (8 * len(engine.FD_CHANNELS) if m.name == "finite_difference" else m.itemsize)
+                  for m in methods)
+    chunk = max(1, min(p, (budget // 4) // max(1, 3 * per_point), CHUNK_BYTES // max(1, working)))
     names = {m.name for m in methods}
     compared = next((a for a in ("jacobian", "rows") if a in names), None) if "finite_difference" in names else None
     spread = M.input_spread(points)
