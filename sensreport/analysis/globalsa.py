@@ -93,7 +93,6 @@ class SubspaceAccumulator:
         total, count = np.zeros_like(self.sum), np.zeros_like(self.count)
         dtype = np.float32 if jac.dtype == np.float32 else np.float64
         scale = self.scale.astype(dtype)
-
         for rows in M.blocks(jac.shape):  # one block at a time: BLAS runs each product on every core
             g = np.asarray(jac[:, rows], dtype=dtype) * scale
             finite = np.isfinite(g).all(axis=2)  # [b, k]

@@ -15,9 +15,9 @@ from ..sizes import format_bytes
 
 ARRAY_MODES = ("auto", "memory", "disk", "none")
 #: Most bytes of derivative values one chunk computes (finite differences: all their
-#: channels in float64). Past this nothing runs faster, and a chunk's memory is made
-#: anew for every chunk: within it the pages freed by the last chunk are reused, and
-#: the chunk size, so the sums' rounding, does not depend on the memory available.
+#: channels in float64). Larger chunks run no faster; a smaller one reuses the pages the
+#: last one freed instead of faulting in new ones; and a fixed size keeps the chunking,
+#: so the sums' rounding, independent of the memory available when the run starts.
 CHUNK_BYTES = 256 << 20
 #: Points per chunk for the report's per-point views when arrays are not kept.
 PREVIEW_POINTS = 50
