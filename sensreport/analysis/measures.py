@@ -216,8 +216,7 @@ class MeasureAccumulator:
         float32 values widened only where squared. False (nothing added) when a
         product overflows; the masked path then handles the block."""
         b = len(j)
-        a = np.abs(j)
-        wide = a.astype(np.float64)
+        wide = np.abs(j, dtype=np.float64)  # |J| widened in one pass (exact: only the sign bit changes)
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             elastic = np.einsum("pij,pj,pi->ij", wide, np.abs(np.asarray(points, dtype=np.float64)), 1.0 / np.abs(y))
             sq = np.einsum("pij,pij->ij", wide, wide)

@@ -52,11 +52,7 @@ def tensorflow(threads: int = 0):
     TensorFlow itself, or set the variable, keeps its own allocator.
     """
     global _TF
-    if _TF is not None:  # every engine call asks: the set-up below runs once
-        if threads > 0 and not _threads_set(_TF, threads):
-            _set_threads(_TF, threads)  # TensorFlow refuses once it has made a tensor
-        return _TF
-    if "tensorflow" not in sys.modules:
+    if _TF is None and "tensorflow" not in sys.modules:  # every engine call asks: the set-up runs once
         # TensorFlow's C++ logging reads TF_CPP_MIN_LOG_LEVEL once, while it is imported: set
         # it for the import only (its INFO lines stay off for the process, the environment
         # is as the caller left it). The C++ start-up banner ignores the variable and would
@@ -81,12 +77,13 @@ def tensorflow(threads: int = 0):
             os.close(null)
             for name in unset:
                 os.environ.pop(name, None)
-    import tensorflow as tf
+    if _TF is None:
+        import tensorflow as tf
 
-    if threads > 0 and not _threads_set(tf, threads):
-        _set_threads(tf, threads)  # imported by the caller: as before, TensorFlow may refuse
-    _TF = tf
-    return tf
+        _TF = tf
+    if threads > 0 and not _threads_set(_TF, threads):
+        _set_threads(_TF, threads)  # later than the first tensor (imported by the caller): TensorFlow may refuse
+    return _TF
 
 
 def _threads_set(tf, threads: int) -> bool:
