@@ -217,3 +217,53 @@ def test_reductions_give_the_same_bits_on_one_thread_and_on_several(monkeypatch)
     for a, b in zip(one, several):
         np.testing.assert_array_equal(a, b)
     assert np.isfinite(one[1]).all()  # mean_abs: the NaN is left out, not spread
+
+
+def test_tiled_sums_equal_float64_sums_and_exact_counts(monkeypatch):
+    """The streaming sums go through groups of outputs and tiles of points (counted in
+    uint8 per tile); against plain float64 sums of the whole chunk: the same values to
+    1e-12 and exactly the same counts, with zeros, with tiles capped at 255 points, and
+    with a NaN that sends one tile down the masked path."""
+    rng = np.random.default_rng(21)
+    P, k, n = 1100, 7, 3  # groups of all 7 outputs; tiles of at most 255 points: 5 of 220
+    jac = rng.normal(size=(P, k, n)).astype(np.float32)
+    jac[rng.uniform(size=jac.shape) < 0.2] = 0.0  # neither positive nor negative
+    x = rng.normal(size=(P, n)).astype(np.float32)
+    y = rng.normal(size=(P, k)) + 5.0
+    assert M.tiles(jac.shape) == ([slice(0, 7)], 220)
+    acc = M.MeasureAccumulator(k, n, M.elasticity_guard(y))
+    assert acc.update(jac, x, y) is True
+    j = jac.astype(np.float64)
+    np.testing.assert_allclose(acc.sum_abs, np.abs(j).sum(0), rtol=1e-12)
+    np.testing.assert_allclose(acc.sum_sq, (j**2).sum(0), rtol=1e-12)
+    np.testing.assert_allclose(acc.sum, j.sum(0), rtol=1e-10, atol=1e-12)
+    elastic = np.abs(j * x.astype(np.float64)[:, None, :] / y[:, :, None]).sum(0)
+    np.testing.assert_allclose(acc.sum_elastic, elastic, rtol=1e-12)
+    np.testing.assert_array_equal(acc.positive, (jac > 0).sum(0))
+    np.testing.assert_array_equal(acc.negative, (jac < 0).sum(0))
+    assert (acc.positive > 255).any()  # more than a byte holds, across tiles
+    np.testing.assert_array_equal(acc.count, np.full((k, n), P))
+
+    monkeypatch.setattr(M, "GROUP_VALUES", 6)  # groups of 2 outputs: 4 groups
+    bad = jac.copy()
+    bad[300, 4, 1] = np.nan
+    acc = M.MeasureAccumulator(k, n, M.elasticity_guard(y))
+    assert acc.update(bad, x, y) is False  # a NaN seen: the caller scans for it
+    count = np.full((k, n), P)
+    count[4, 1] -= 1
+    np.testing.assert_array_equal(acc.count, count)
+    np.testing.assert_allclose(acc.sum_abs, np.nansum(np.abs(bad.astype(np.float64)), 0), rtol=1e-12)
+    np.testing.assert_array_equal(acc.positive, (bad > 0).sum(0))
+
+
+def test_serial_blas_sets_one_thread_and_restores():
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas_threads()
+    assert before  # numpy's OpenBLAS is found
+    with M.serial_blas():
+        assert blas_threads() == [1] * len(before)
+    assert blas_threads() == before

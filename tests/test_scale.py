@@ -129,3 +129,27 @@ def test_timings_cover_every_stage_up_to_writing_the_report_and_the_arrays(cli, 
     # the Python API's result also knows how long results.json took (the file cannot hold it)
     result = sensreport.run(spec, out=tmp_path / "api")
     assert set(stages) | {"write_results"} <= set(result.timings)
+
+
+def test_chunks_are_reduced_with_numpy_blas_on_one_thread(cli, write_spec, tmp_path, monkeypatch):
+    """Every chunk runs with numpy's BLAS on one thread (OpenBLAS's idle threads would spin
+    on the cores TensorFlow needs for the next chunk); after the sweep it has its threads back."""
+    from threadpoolctl import threadpool_info
+
+    from sensreport.analysis import measures as M
+
+    def blas_threads():
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    seen = []
+    update = M.MeasureAccumulator.update
+
+    def spy(self, *args, **kwargs):
+        seen.append(blas_threads())
+        return update(self, *args, **kwargs)
+
+    monkeypatch.setattr(M.MeasureAccumulator, "update", spy)
+    before = blas_threads()
+    run(cli, write_spec, tmp_path, "blas", "execution: {memory_budget: 8KiB}\n")
+    assert len(seen) > 4 and all(s == {1} for s in seen)  # several chunks, each on one BLAS thread
+    assert blas_threads() == before

@@ -93,7 +93,8 @@ class SubspaceAccumulator:
         total, count = np.zeros_like(self.sum), np.zeros_like(self.count)
         dtype = np.float32 if jac.dtype == np.float32 else np.float64
         scale = self.scale.astype(dtype)
-        for rows in M.blocks(jac.shape):  # one block at a time: BLAS runs each product on every core
+
+        def block(rows):  # each block writes its own rows
             g = np.asarray(jac[:, rows], dtype=dtype) * scale
             finite = np.isfinite(g).all(axis=2)  # [b, k]
             if not finite.all():
@@ -102,6 +103,8 @@ class SubspaceAccumulator:
             # transposed copy cost more than the product)
             total[rows] = np.matmul(g.transpose(1, 2, 0), g.transpose(1, 0, 2))
             count[rows] = finite.sum(0)
+
+        M.map_blocks(block, jac.shape)
         return total, count
 
     def merge(self, other: "SubspaceAccumulator") -> "SubspaceAccumulator":

@@ -8,6 +8,7 @@ Non-finite derivatives are left out of the averages (and reported separately by
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -95,6 +96,94 @@ def blocks(shape: tuple[int, ...]):
         yield slice(start, min(k, start + step))
 
 
+#: Every sum a :class:`MeasureAccumulator` keeps.
+SUMS = ("sum_abs", "sum_sq", "count", "positive", "negative", "sum", "sum_elastic", "count_elastic")
+#: Values (outputs x inputs) of one point in a group of outputs, the unit of work the
+#: threads share: a few outputs, so that groups and batches give the threads enough items.
+GROUP_VALUES = 1 << 10
+#: Values per tile of a group's points (1 MiB of float64: a tile's passes find it in a
+#: core's cache), and at most 255 points (the tile's sign counts add up in uint8).
+TILE_VALUES = 1 << 17
+TILE_POINTS = 255
+
+
+def tiles(shape: tuple[int, ...]) -> tuple[list[slice], int]:
+    """How :class:`MeasureAccumulator` splits a ``[b, k, n]`` chunk: groups of outputs
+    (slices over axis 1) and the points per tile. Fixed by the shape alone."""
+    b, k, n = shape
+    rows = max(1, min(k, GROUP_VALUES // max(1, n)))
+    step = max(1, min(TILE_POINTS, TILE_VALUES // max(1, rows * n)))
+    step = -(-b // -(-b // step)) if b else step  # tiles of equal size: no sliver of a few points at the end
+    return [slice(s, min(k, s + rows)) for s in range(0, k, rows)], step
+
+
+def _group_sums(jac, ax, y, inv, usable, step) -> tuple[dict[str, np.ndarray], bool]:
+    """The sums of one group of outputs ``jac [b, r, n]`` over its points, a tile of
+    ``step`` points at a time; and whether every derivative was finite."""
+    out = {name: np.zeros(jac.shape[1:]) for name in SUMS}
+    finite = True
+    for s in range(0, len(jac), step):
+        t = slice(s, s + step)
+        if not (usable[t].all() and _add_finite(out, jac[t], ax[t], inv[t])):
+            finite &= _add_masked(out, jac[t], ax[t], y[t], usable[t])
+    return out, finite
+
+
+def _add_finite(out: dict[str, np.ndarray], jac: np.ndarray, ax: np.ndarray, inv: np.ndarray) -> bool:
+    """Add a tile ``jac [t, r, n]`` (at ``|x| [t, n]``, with ``1 / |y| [t, r]``) into ``out``,
+    the common case: every derivative finite, every output usable for elasticities. No
+    masks; the tile is copied once, outputs first, and widened once. No BLAS: calls from
+    several threads into numpy's OpenBLAS wait for each other. False (nothing added) when
+    a sum is not finite (a NaN or an infinity in the tile, or an overflow); the masked
+    path then handles it."""
+    j = np.ascontiguousarray(jac.transpose(1, 0, 2))  # [r, t, n]
+    if j.dtype not in (np.float32, np.float64):
+        j = j.astype(np.float64)
+    t = j.shape[1]
+    wide = j.astype(np.float64)  # exact
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = wide.sum(1)
+        sq = np.einsum("ipj,ipj->ij", wide, wide)
+        np.abs(wide, out=wide)
+        sum_abs = wide.sum(1)  # finite exactly when every derivative is
+        np.multiply(wide, ax, out=wide)
+        elastic = np.einsum("ipj,pi->ij", wide, inv)
+    if not (np.isfinite(sum_abs).all() and np.isfinite(sq).all() and np.isfinite(elastic).all()):
+        return False
+    out["sum_abs"] += sum_abs
+    out["sum_sq"] += sq
+    out["sum"] += total
+    out["sum_elastic"] += elastic
+    out["count"] += t
+    out["count_elastic"] += t
+    # exact counts: at most TILE_POINTS points, added as bytes
+    out["positive"] += np.add.reduce(np.greater(j, 0).view(np.uint8), axis=1, dtype=np.uint8)
+    out["negative"] += np.add.reduce(np.less(j, 0).view(np.uint8), axis=1, dtype=np.uint8)
+    return True
+
+
+def _add_masked(out: dict[str, np.ndarray], jac: np.ndarray, ax: np.ndarray, y: np.ndarray,
+                usable: np.ndarray) -> bool:
+    """Add a tile ``jac [t, r, n]`` with non-finite derivatives left out of every sum and
+    unusable outputs (``usable [t, r]`` False) out of the elasticities; returns whether
+    every derivative was finite."""
+    j = np.asarray(jac, dtype=np.float64)
+    finite = np.isfinite(j)
+    jz = np.where(finite, j, 0.0)
+    out["sum_abs"] += np.abs(jz).sum(0)
+    out["sum_sq"] += (jz**2).sum(0)
+    out["count"] += finite.sum(0)
+    out["positive"] += (jz > 0).sum(0)
+    out["negative"] += (jz < 0).sum(0)
+    out["sum"] += jz.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        e = np.abs(jz * ax[:, None, :] / np.where(usable, y, 1.0)[:, :, None])
+    ok = finite & usable[:, :, None] & np.isfinite(e)
+    out["sum_elastic"] += np.where(ok, e, 0.0).sum(0)
+    out["count_elastic"] += ok.sum(0)
+    return bool(finite.all())
+
+
 def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -123,6 +212,26 @@ def parallel_map(fn, items) -> list:
         if _pool is None:
             _pool = ThreadPoolExecutor(REDUCTION_THREADS, thread_name_prefix=_THREAD_PREFIX)
     return list(_pool.map(fn, items))
+
+
+_blas = None
+
+
+@contextlib.contextmanager
+def serial_blas():
+    """numpy's BLAS on one thread inside the block (also a decorator). The reductions
+    spread their own work over :data:`REDUCTION_THREADS`; OpenBLAS's threads, woken by a
+    product, spin-wait after it on the cores TensorFlow takes for the next chunk (a
+    100,000-point Jacobian sweep in chunks of one model call ran about 1.4x slower beside
+    them). The limit is set and lifted through threadpoolctl, which finds every loaded
+    BLAS (numpy has no API for it); the controller is built once, on first use."""
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+
+        _blas = ThreadpoolController()
+    with _blas.limit(limits=1, user_api="blas"):
+        yield
 
 
 def map_blocks(fn, shape: tuple[int, ...]) -> list:
@@ -159,82 +268,48 @@ class MeasureAccumulator:
         self.batches = batches
         self.by_batch: dict[int, dict[str, np.ndarray]] = {}
 
-    def update(self, jac: np.ndarray, points: np.ndarray, outputs: np.ndarray, offset: int = 0) -> None:
+    def update(self, jac: np.ndarray, points: np.ndarray, outputs: np.ndarray, offset: int = 0) -> bool:
         """Add ``jac [b, k, n]`` at ``points [b, n]`` with ``outputs [b, k]``; ``offset`` is
         the index of the first point (it places the points in their batches).
 
-        Works through blocks of outputs so that its float64 temporaries stay near
-        ``BLOCK_VALUES`` values whatever the chunk's size.
+        Works through tiles of a few outputs and points (:func:`tiles`), spread over
+        threads (:func:`parallel_map`) and added in order, so its float64 temporaries stay
+        in cache and the sums do not depend on the number of threads. Returns whether
+        every derivative was finite (then no NaN/Inf scan of the chunk is needed).
         """
-        if self.batches is None:
-            self._update_all(jac, points, outputs)
-            return
-
-        def piece(item):
-            batch, sl = item
-            acc = MeasureAccumulator(*self.shape, self.guard)
-            acc._update_all(jac[sl], points[sl], outputs[sl])
-            return batch, acc
-
-        for batch, acc in parallel_map(piece, self.batches.pieces(offset, len(jac))):  # merged in order
-            self.merge(acc)
-            mine = self.by_batch.setdefault(batch, {name: np.zeros(self.shape) for name in BATCH_SUMS})
-            for name in BATCH_SUMS:
-                mine[name] += getattr(acc, name)
-
-    def _update_all(self, jac: np.ndarray, points: np.ndarray, outputs: np.ndarray) -> None:
-        map_blocks(lambda rows: self._update(jac[:, rows], points, outputs[:, rows], rows), jac.shape)
-
-    def _update(self, jac: np.ndarray, points: np.ndarray, outputs: np.ndarray, rows: slice) -> None:
-        """Add one block of outputs (``rows``) into those rows (and nothing else)."""
-        # one strided read of the chunk's rows: the passes below then read a block in cache
-        j = np.ascontiguousarray(jac)
-        if j.dtype not in (np.float32, np.float64):
-            j = j.astype(np.float64)
+        b, k, n = jac.shape
+        pieces = [(None, slice(0, b))] if self.batches is None else list(self.batches.pieces(offset, b))
+        groups, step = tiles(jac.shape)
         y = np.asarray(outputs, dtype=np.float64)
-        usable = np.isfinite(y) & (np.abs(y) > np.maximum(self.guard[rows], np.finfo(np.float64).tiny))
-        if np.isfinite(j).all() and usable.all() and self._update_finite(j, points, y, rows):
-            return
-        j = np.asarray(j, dtype=np.float64)
-        finite = np.isfinite(j)
-        jz = np.where(finite, j, 0.0)
-        self.sum_abs[rows] += np.abs(jz).sum(0)
-        self.sum_sq[rows] += (jz**2).sum(0)
-        self.count[rows] += finite.sum(0)
-        self.positive[rows] += (jz > 0).sum(0)
-        self.negative[rows] += (jz < 0).sum(0)
-        self.sum[rows] += jz.sum(0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            e = np.abs(jz * np.asarray(points, dtype=np.float64)[:, None, :] / np.where(usable, y, 1.0)[:, :, None])
-        ok = finite & usable[:, :, None] & np.isfinite(e)
-        self.sum_elastic[rows] += np.where(ok, e, 0.0).sum(0)
-        self.count_elastic[rows] += ok.sum(0)
+        ax = np.abs(np.asarray(points, dtype=np.float64))
+        with np.errstate(divide="ignore"):
+            inv = 1.0 / np.abs(y)
+        usable = np.isfinite(y) & (np.abs(y) > np.maximum(self.guard, np.finfo(np.float64).tiny))
 
-    def _update_finite(self, j: np.ndarray, points: np.ndarray, y: np.ndarray, rows: slice) -> bool:
-        """The common case, every derivative finite and every output usable for
-        elasticities: no masks, the sums of products in single passes (``einsum``), the
-        float32 values widened only where squared. False (nothing added) when a
-        product overflows; the masked path then handles the block."""
-        b = len(j)
-        wide = np.abs(j, dtype=np.float64)  # |J| widened in one pass (exact: only the sign bit changes)
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            elastic = np.einsum("pij,pj,pi->ij", wide, np.abs(np.asarray(points, dtype=np.float64)), 1.0 / np.abs(y))
-            sq = np.einsum("pij,pij->ij", wide, wide)
-        if not (np.isfinite(elastic).all() and np.isfinite(sq).all()):
-            return False
-        self.sum_abs[rows] += wide.sum(0)
-        self.sum_sq[rows] += sq
-        self.count[rows] += b
-        self.positive[rows] += (j > 0).sum(0, dtype=np.int64)  # exact counts (faster than count_nonzero)
-        self.negative[rows] += (j < 0).sum(0, dtype=np.int64)
-        self.sum[rows] += j.sum(0, dtype=np.float64)
-        self.sum_elastic[rows] += elastic
-        self.count_elastic[rows] += b
-        return True
+        def group_sums(item):
+            sl, rows = item
+            return _group_sums(jac[sl, rows], ax[sl], y[sl, rows], inv[sl, rows], usable[sl, rows], step)
+
+        sums = parallel_map(group_sums, [(sl, rows) for _, sl in pieces for rows in groups])
+        finite = True
+        for p, (batch, _) in enumerate(pieces):  # in order: the same sums on one thread and on several
+            piece = {name: np.zeros(self.shape) for name in SUMS}
+            for g, rows in enumerate(groups):
+                part, ok = sums[p * len(groups) + g]
+                finite &= ok
+                for name in SUMS:
+                    piece[name][rows] = part[name]
+            for name in SUMS:
+                setattr(self, name, getattr(self, name) + piece[name])
+            if batch is not None:
+                mine = self.by_batch.setdefault(batch, {name: np.zeros(self.shape) for name in BATCH_SUMS})
+                for name in BATCH_SUMS:
+                    mine[name] += piece[name]
+        return finite
 
     def merge(self, other: "MeasureAccumulator") -> "MeasureAccumulator":
         """Add another accumulator's sums (e.g. from another worker) into this one."""
-        for name in ("sum_abs", "sum_sq", "count", "positive", "negative", "sum", "sum_elastic", "count_elastic"):
+        for name in SUMS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for batch, sums in other.by_batch.items():
             mine = self.by_batch.setdefault(batch, {name: np.zeros(self.shape) for name in BATCH_SUMS})

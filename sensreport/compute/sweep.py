@@ -20,7 +20,7 @@ import numpy as np
 from .. import engine
 from ..analysis.agreement import AgreementAccumulator, z_scores
 from ..analysis.globalsa import SubspaceAccumulator
-from ..analysis.measures import MeasureAccumulator, NonfiniteAccumulator, blocks
+from ..analysis.measures import MeasureAccumulator, NonfiniteAccumulator, blocks, serial_blas
 from ..errors import ComputeError
 from .methods import METHODS
 from .plan import PREVIEW_POINTS, Plan
@@ -90,6 +90,7 @@ def empty_partial(plan: Plan) -> Partial:
 Sink = Callable[[str, slice, np.ndarray], None]
 
 
+@serial_blas()  # numpy's BLAS threads would spin on the cores TensorFlow takes for the next chunk
 def run_chunk(
     target: engine.Target,
     plan: Plan,
@@ -133,8 +134,8 @@ def run_chunk(
             continue
         part.run = d.run
         t0 = time.perf_counter()
-        part.measures.update(d.values, target.differentiated(x), y[:, list(mp.outputs)], offset)
-        part.nonfinite.update(d.values, offset)
+        if not part.measures.update(d.values, target.differentiated(x), y[:, list(mp.outputs)], offset):
+            part.nonfinite.update(d.values, offset)  # the measures saw a NaN or Inf: find them
         if part.subspace is not None:
             part.subspace.update(d.values, offset)
         partial.reduce_seconds += time.perf_counter() - t0
