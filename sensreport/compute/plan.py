@@ -14,11 +14,16 @@ from ..errors import ComputeError
 from ..sizes import format_bytes
 
 ARRAY_MODES = ("auto", "memory", "disk", "none")
-#: Most bytes of derivative values one chunk computes (finite differences: all their
-#: channels in float64). Larger chunks run no faster; a smaller one reuses the pages the
-#: last one freed instead of faulting in new ones; and a fixed size keeps the chunking,
-#: so the sums' rounding, independent of the memory available when the run starts.
-CHUNK_BYTES = 256 << 20
+#: Most bytes of automatic derivatives one chunk computes: about one engine call (at most
+#: 65,536 rows: 1,024 points of 64 outputs x 128 inputs in float32 are 32 MiB), so that a
+#: chunk's Jacobian is the call's own result, reduced where TensorFlow left it, instead of
+#: several calls copied into a fresh array (a 100,000-point sweep of that model: about 2 s).
+CHUNK_BYTES = 32 << 20
+#: Most bytes of finite-difference channels (all of them, float64) one chunk computes: its
+#: model calls cost far more than a copy, and its agreement and kink tests cost per chunk.
+#: Both sizes are fixed, so the chunking, and with it the sums' rounding, does not depend on
+#: the memory available when the run starts.
+FD_CHUNK_BYTES = 256 << 20
 #: Points per chunk for the report's per-point views when arrays are not kept.
 PREVIEW_POINTS = 50
 
@@ -119,9 +124,10 @@ def make_plan(
         )
     # a chunk's arrays (kept, plus agreement temporaries) get a quarter of the budget;
     # the model calls inside a chunk get the rest
-    working = sum(len(m.outputs) * n * (8 * len(engine.FD_CHANNELS) if m.name == "finite_difference" else m.itemsize)
-                  for m in methods)
-    chunk = max(1, min(p, (budget // 4) // max(1, 3 * per_point), CHUNK_BYTES // max(1, working)))
+    automatic = sum(len(m.outputs) * n * m.itemsize for m in methods if m.name != "finite_difference")
+    channels = sum(len(m.outputs) * n * 8 * len(engine.FD_CHANNELS) for m in methods if m.name == "finite_difference")
+    chunk = max(1, min(p, (budget // 4) // max(1, 3 * per_point),
+                       CHUNK_BYTES // automatic if automatic else p, FD_CHUNK_BYTES // channels if channels else p))
     names = {m.name for m in methods}
     compared = next((a for a in ("jacobian", "rows") if a in names), None) if "finite_difference" in names else None
     spread = M.input_spread(points)
