@@ -120,6 +120,46 @@ def test_one_entry_off_by_one_percent_is_caught_where_the_estimate_allows():
     assert (s["worst"][0]["point"], s["worst"][0]["output"], s["worst"][0]["input"]) == (p, i, j)
 
 
+RAMP = """
+import tensorflow as tf
+
+D = 0.003
+
+def ramp(x):                       # [B, 2] -> [B, 1]: slope 1 within D of x0 = 0.3, flat outside
+    u = x[:, 0] - 0.3
+    return tf.stack([tf.nn.relu(u + D) - tf.nn.relu(u - D) + tf.sin(x[:, 1])], axis=1)
+
+@tf.custom_gradient
+def steep(u):                      # the same ramp, with a gradient 5 % too large inside it
+    return tf.nn.relu(u + D) - tf.nn.relu(u - D), lambda dy: dy * 1.05 * tf.cast(tf.abs(u) < D, u.dtype)
+
+def wrong_ramp(x):
+    return tf.stack([steep(x[:, 0] - 0.3) + tf.sin(x[:, 1])], axis=1)
+"""
+
+
+@pytest.mark.parametrize("fn", ["ramp", "wrong_ramp"])
+def test_kinks_on_both_sides_within_the_step_are_differenced_again(fn, cli, write_spec, tmp_path):
+    # at x0 and near it the step (0.01) spans both kinks of the ramp (at x0 -+ 0.003): at x0
+    # both one-sided slopes are 0.3 (no kink seen), the quotients at h and 2h are 0.3 and
+    # 0.15, so z = 0.7 / 0.15 = 4.7. Differenced again at h/8 (and 2h/8) the quotients see
+    # the slope itself: the right derivative agrees, one 5 % off still fails
+    pts = [[0.3, 0.1], [0.3003, -0.2], [1.0, 0.5], [-0.4, 0.3]]
+    spec = write_spec(f"model: {{callable: f.py:{fn}, batched: true, dtype: float64}}\n"
+                      f"inputs: {{points: {{values: {pts}}}}}\n"
+                      "methods: {jacobian: {}, finite_difference: {step: 0.01}}\n", f__py=RAMP)
+    r = cli("run", spec, "--out", tmp_path / "out")
+    a = json.loads((tmp_path / "out" / "results.json").read_text())["agreement"]
+    assert a["retested"] == 2  # input 0 at the two points on the ramp
+    assert a["kinks"]["count"] == 0
+    if fn == "ramp":
+        assert r.exit_code == 0 and a["max_z"] <= 3.0 and a["share_within_tolerance"] == 1.0, r.output
+    else:
+        assert r.exit_code == 1 and a["share_within_tolerance"] == 6 / 8, r.output
+        assert {(w["point"], w["input"]) for w in a["worst"][:2]} == {(0, 0), (1, 0)}
+        assert a["worst"][0]["ad"] == pytest.approx(1.05) and a["worst"][0]["fd"] == pytest.approx(1.0, abs=1e-9)
+
+
 def test_relu_kinks_are_findings_not_failures():
     target = engine.as_target(lambda x: 2.0 * tf.nn.relu(x), (3,), dtype="float64", jit_compile=False)
     est = engine.finite_difference(target, np.array([[1e-12, 0.5, -0.5]])).estimate

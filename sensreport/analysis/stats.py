@@ -311,6 +311,24 @@ def relative_error(value: np.ndarray, reference: np.ndarray, axis: int = -1, flo
     """
     ref = np.asarray(reference, dtype=np.float64)
     err = np.abs(np.asarray(value, dtype=np.float64) - ref)
-    scale = np.nanmax(np.abs(np.where(np.isfinite(ref), ref, np.nan)), axis=axis, initial=0.0, keepdims=True)
+    abs_ref = np.abs(ref)
+    return relative_to(err, abs_ref, finite_max(abs_ref, axis), floor)
+
+
+def finite_max(magnitude: np.ndarray, axis: int) -> np.ndarray:
+    """The largest finite entry of ``magnitude`` (non-negative) along ``axis``, kept as a
+    length-1 axis; 0 where there is none."""
+    top = magnitude.max(axis=axis, keepdims=True) if magnitude.shape[axis] else None
+    if top is not None and np.isfinite(top).all():  # the common case: one pass, no masks
+        return top
+    return np.nanmax(np.where(np.isfinite(magnitude), magnitude, np.nan), axis=axis, initial=0.0, keepdims=True)
+
+
+def relative_to(err: np.ndarray, abs_ref: np.ndarray, scale: np.ndarray, floor: float = 1e-3,
+                out: np.ndarray | None = None) -> np.ndarray:
+    """``err / max(abs_ref, floor * scale)`` (``/ max(abs_ref, 1)`` where ``scale`` is 0):
+    :func:`relative_error` from its parts, ``scale`` being :func:`finite_max` of ``abs_ref``;
+    ``out`` (float64, the shape of ``err``) receives it."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        return err / np.maximum(np.abs(ref), np.where(scale > 0, floor * scale, 1.0))
+        out = np.maximum(abs_ref, np.where(scale > 0, floor * scale, 1.0), out=out)
+        return np.divide(err, out, out=out)

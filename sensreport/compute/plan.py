@@ -19,10 +19,13 @@ ARRAY_MODES = ("auto", "memory", "disk", "none")
 #: chunk's Jacobian is the call's own result, reduced where TensorFlow left it, instead of
 #: several calls copied into a fresh array (a 100,000-point sweep of that model: about 2 s).
 CHUNK_BYTES = 32 << 20
-#: Most bytes of finite-difference channels (all of them, float64) one chunk computes: its
-#: model calls cost far more than a copy, and its agreement and kink tests cost per chunk.
-#: Both sizes are fixed, so the chunking, and with it the sums' rounding, does not depend on
-#: the memory available when the run starts.
+#: Most bytes of finite-difference channels (all of them, float64) one chunk computes. Below
+#: that, a chunk with finite differences holds the points of one engine call (65,536 rows of
+#: perturbed copies: 127 points of 128 inputs, central), so that its estimates are the call's
+#: own result rather than several calls copied into a fresh array (at 4,096 points of that
+#: model: 1.2 s of copies and first touches of memory). Both sizes are fixed, so the
+#: chunking, and with it the sums' rounding, does not depend on the memory available when
+#: the run starts.
 FD_CHUNK_BYTES = 256 << 20
 #: Points per chunk for the report's per-point views when arrays are not kept.
 PREVIEW_POINTS = 50
@@ -125,14 +128,16 @@ def make_plan(
     # a chunk's arrays (kept, plus agreement temporaries) get a quarter of the budget;
     # the model calls inside a chunk get the rest
     automatic = sum(len(m.outputs) * n * m.itemsize for m in methods if m.name != "finite_difference")
-    channels = sum(len(m.outputs) * n * 8 * len(engine.FD_CHANNELS) for m in methods if m.name == "finite_difference")
-    chunk = max(1, min(p, (budget // 4) // max(1, 3 * per_point),
-                       CHUNK_BYTES // automatic if automatic else p, FD_CHUNK_BYTES // channels if channels else p))
+    fd = next((m for m in methods if m.name == "finite_difference"), None)
+    channels = len(fd.outputs) * n * 8 * len(engine.FD_CHANNELS) if fd is not None else 0
+    # the points whose perturbed copies (4 or 2 per input, and the point) fill one engine call
+    fd_call = engine.MAX_ROWS_PER_CALL // ((4 if (fd.scheme or "central") == "central" else 2) * n + 1) if fd else p
+    chunk = max(1, min(p, (budget // 4) // max(1, 3 * per_point), CHUNK_BYTES // automatic if automatic else p,
+                       FD_CHUNK_BYTES // channels if channels else p, fd_call))
     names = {m.name for m in methods}
     compared = next((a for a in ("jacobian", "rows") if a in names), None) if "finite_difference" in names else None
     spread = M.input_spread(points)
     magnitude = M.output_magnitude(outputs)
-    fd = next((m for m in methods if m.name == "finite_difference"), None)
     steps = None
     first = next((m for name in ("jacobian", "finite_difference", "rows") for m in methods
                   if m.name == name and not m.blocked), None)

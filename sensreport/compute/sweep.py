@@ -18,9 +18,9 @@ from typing import Callable
 import numpy as np
 
 from .. import engine
-from ..analysis.agreement import AgreementAccumulator, z_scores
+from ..analysis.agreement import AgreementAccumulator, disagreeing
 from ..analysis.globalsa import SubspaceAccumulator
-from ..analysis.measures import MeasureAccumulator, NonfiniteAccumulator, blocks, serial_blas
+from ..analysis.measures import MeasureAccumulator, NonfiniteAccumulator, serial_blas
 from ..errors import ComputeError
 from .methods import METHODS
 from .plan import PREVIEW_POINTS, Plan
@@ -154,12 +154,17 @@ def run_chunk(
         take = slice(None) if rows == list(range(est.fd.shape[1])) else rows
         fd, error, kinks = est.fd[:, take], est.error[:, take], est.kinks()[:, take]
         backward, forward = est.backward[:, take], est.forward[:, take]
-        fd, error, kinks, backward, forward, retested = retest(target, plan, x, sl, ad, fd, error, kinks, backward,
-                                                               forward, rows)
         t0 = time.perf_counter()
-        partial.agreement.update(ad, fd, error, kinks, backward, forward, offset)
+        measured = partial.agreement.measure(ad, fd, error, kinks, backward, forward, offset)
         partial.reduce_seconds += time.perf_counter() - t0
-        partial.agreement.retested += retested
+        if measured.suspects:  # smooth entries beyond max_z: differenced again, then measured anew
+            fd, error, kinks, backward, forward, retested = retest(target, plan, x, sl, ad, fd, error, kinks,
+                                                                   backward, forward, rows)
+            t0 = time.perf_counter()
+            measured = partial.agreement.measure(ad, fd, error, kinks, backward, forward, offset)
+            partial.reduce_seconds += time.perf_counter() - t0
+            partial.agreement.retested += retested
+        partial.agreement.add(measured)
     return partial
 
 
@@ -177,11 +182,7 @@ def retest(target, plan: Plan, x, sl: slice, ad, fd, error, kinks, backward, for
     A wrong derivative disagrees at every step, so it still fails; the estimate at the
     smaller step carries its larger round-off.
     """
-    bad = np.empty(np.shape(ad), dtype=bool)
-    for o in blocks(bad.shape):  # z is per output row: blocks of outputs keep the temporaries small
-        z = z_scores(ad[:, o], fd[:, o], error[:, o], plan.ad_dtype)
-        with np.errstate(invalid="ignore"):
-            bad[:, o] = np.isfinite(z) & (z > plan.max_z) & ~kinks[:, o]
+    bad = disagreeing(ad, fd, error, kinks, plan.ad_dtype, plan.max_z)
     if not bad.any():
         return fd, error, kinks, backward, forward, 0
     pts = np.flatnonzero(bad.any(axis=(1, 2)))

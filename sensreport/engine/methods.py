@@ -85,10 +85,15 @@ class FDEstimate:
         """Entries where the one-sided slopes disagree beyond their errors (NaN-safe: False)."""
         out = np.empty(self.fd.shape, dtype=bool)
         step = max(1, KINK_BLOCK // max(1, self.fd[:, :1].size))  # outputs at a time: small temporaries
+        jump = bound = None  # two buffers for all blocks (fresh pages cost more than the arithmetic)
         with np.errstate(invalid="ignore"):
             for start in range(0, out.shape[1], step):
                 o = slice(start, start + step)
-                out[:, o] = np.abs(self.forward[:, o] - self.backward[:, o]) > KINK_FACTOR * self.kink_error[:, o]
+                forward, backward, kink_error = self.forward[:, o], self.backward[:, o], self.kink_error[:, o]
+                if jump is None or jump.shape != forward.shape:
+                    jump, bound = np.empty(forward.shape), np.empty(forward.shape)
+                np.abs(np.subtract(forward, backward, out=jump, dtype=np.float64), out=jump)
+                np.greater(jump, np.multiply(KINK_FACTOR, kink_error, out=bound, dtype=np.float64), out=out[:, o])
         return out
 
 
