@@ -115,7 +115,8 @@ def test_arrays_npz_is_stored_uncompressed_unless_compress_arrays(cli, write_spe
     np.testing.assert_array_equal(arrays["points"], POLY_POINTS)
 
 
-def test_timings_cover_every_stage_up_to_writing_the_report_and_the_arrays(cli, write_spec, functions_py, tmp_path):
+def test_timings_cover_every_stage_up_to_writing_the_report_and_the_arrays(cli, write_spec, functions_py, tmp_path,
+                                                                            monkeypatch):
     import sensreport
 
     spec = write_spec(f"model: {{callable: f.py:poly}}\ninputs: {{points: {{values: {POLY_POINTS}}}}}\n"
@@ -127,8 +128,19 @@ def test_timings_cover_every_stage_up_to_writing_the_report_and_the_arrays(cli, 
               "point_stats", "render_report", "write_report", "write_arrays")
     assert set(stages) <= set(timings) and all(timings[k] >= 0 for k in stages)
     # the Python API's result also knows how long results.json took (the file cannot hold it)
+    import gc
+
+    frozen = []
+    real_write = sensreport.outputs.Outputs.write
+
+    def write(self, *args, **kwargs):  # the objects alive before writing are left out of full collections
+        frozen.append(gc.get_freeze_count())
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(sensreport.outputs.Outputs, "write", write)
     result = sensreport.run(spec, out=tmp_path / "api")
     assert set(stages) | {"write_results"} <= set(result.timings)
+    assert frozen[0] > 10_000 and gc.get_freeze_count() == 0 and gc.isenabled()  # and put back after
 
 
 def test_chunks_are_reduced_with_numpy_blas_on_one_thread(cli, write_spec, tmp_path, monkeypatch):
