@@ -18,6 +18,7 @@ import re
 import shutil
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -131,42 +132,76 @@ def write_outputs(result: RunResult, out_dir: Path, plotlyjs: str = "inline", *,
     return _write(result, out_dir, key, plotlyjs, templates, compress_arrays)
 
 
-def write_arrays(fh, arrays: dict[str, np.ndarray], compress: bool = False) -> None:
-    """``arrays`` as an ``.npz`` into the binary file ``fh``: stored as they are (the
-    default), or through zlib with ``compress``."""
-    (np.savez_compressed if compress else np.savez)(fh, **arrays)
+class ArraysFile:
+    """arrays.npz under its temporary name, written in a thread of its own.
 
-
-class _Background:
-    """One function in a thread of its own; :meth:`result` joins it and re-raises its error.
-
-    The arrays are written while the report renders: numpy's and zlib's writes release
-    the GIL, so the two overlap on two cores.
+    :meth:`start` writes arrays in the background (a run starts with the derivatives as
+    soon as they are computed, while the analysis runs and the report renders: numpy's
+    and zlib's writes release the GIL, so the work overlaps on two cores); :meth:`finish`
+    waits, adds the arrays not written yet, closes the file and returns the seconds spent
+    writing. The entries are those of ``np.savez`` (``np.savez_compressed`` with ``compress``).
     """
 
-    def __init__(self, fn, *args):
-        self.error: BaseException | None = None
+    def __init__(self, path: Path, compress: bool = False):
+        self.path = path
+        self.fh = open(path, "wb")
+        self.zip = zipfile.ZipFile(self.fh, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED,
+                                   allowZip64=True)
+        self.written: set[str] = set()
         self.seconds = 0.0
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+        self.finished = False
 
+    def _add(self, arrays: dict[str, np.ndarray]) -> None:
+        t0 = time.perf_counter()
+        try:
+            for name, a in arrays.items():
+                with self.zip.open(f"{name}.npy", "w", force_zip64=True) as entry:
+                    np.lib.format.write_array(entry, np.asanyarray(a))
+                self.written.add(name)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def start(self, arrays: dict[str, np.ndarray]) -> None:
         def work():
-            t0 = time.perf_counter()
             try:
-                fn(*args)
-            except BaseException as exc:  # noqa: BLE001 - handed to the main thread by result()
+                self._add(arrays)
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread by finish()
                 self.error = exc
-            self.seconds = time.perf_counter() - t0
 
         self.thread = threading.Thread(target=work, name="sensreport-write-arrays", daemon=True)
         self.thread.start()
 
     def join(self) -> None:
-        self.thread.join()
+        if self.thread is not None:
+            self.thread.join()
 
-    def result(self) -> float:
+    def finish(self, arrays: dict[str, np.ndarray]) -> float:
         self.join()
         if self.error is not None:
             raise self.error
+        self._add({name: a for name, a in arrays.items() if name not in self.written})
+        self.zip.close()
+        self.fh.close()
+        self.finished = True
         return self.seconds
+
+    def discard(self) -> None:
+        """After a failure: wait for the thread (never unlink a file another thread still
+        writes), close and remove the file; nothing once finished. Never fails."""
+        self.join()
+        if self.finished:
+            return
+        try:
+            self.zip.close()  # after an error it may fail: the file goes anyway
+        except (OSError, ValueError):
+            pass
+        self.fh.close()
+        try:
+            self.path.unlink()
+        except OSError:
+            pass
 
 
 def _write_file(path: str, writer, *args) -> None:
@@ -175,19 +210,20 @@ def _write_file(path: str, writer, *args) -> None:
 
 
 def _write(result: RunResult, out_dir: Path, key: str, plotlyjs: str, templates: Path | None,
-           compress: bool) -> dict[str, Path]:
+           compress: bool, arrays: ArraysFile | None = None) -> dict[str, Path]:
     """Stage every file under a temporary name, then rename them into place (report.html last).
 
-    arrays.npz is written in a thread while the report renders and is written; the
-    timings of each step go into ``result.timings`` (``render_report``, ``write_report``,
-    ``write_arrays``) before results.json is encoded, so the file holds them;
-    ``write_results`` is added afterwards (``RunResult.timings`` only).
+    arrays.npz is written in a thread while the report renders and is written (``arrays``:
+    the run started it earlier, when the derivatives were ready; the arrays it has not
+    written yet are added); the timings of each step go into ``result.timings``
+    (``render_report``, ``write_report``, ``write_arrays``) before results.json is
+    encoded, so the file holds them; ``write_results`` is added afterwards
+    (``RunResult.timings`` only).
     """
     from .report import render_report
 
     staged: dict[str, tuple[Path, Path]] = {}
     current = out_dir
-    background = None
 
     def stage_file(name: str) -> str:
         nonlocal current
@@ -199,8 +235,10 @@ def _write(result: RunResult, out_dir: Path, key: str, plotlyjs: str, templates:
 
     timings = result.timings
     try:
-        tmp = stage_file("arrays.npz")
-        background = _Background(_write_file, tmp, write_arrays, result.arrays(), compress)
+        if arrays is None:  # not started by the run: the arrays are written while the report renders
+            current = out_dir / "arrays.npz"
+            arrays = start_arrays(out_dir, result.arrays(), compress)
+        staged["arrays.npz"] = (arrays.path, out_dir / "arrays.npz")
         t0 = time.perf_counter()
         html = render_report(result, plotlyjs=plotlyjs, templates=templates)
         timings["render_report"] = time.perf_counter() - t0
@@ -209,7 +247,7 @@ def _write(result: RunResult, out_dir: Path, key: str, plotlyjs: str, templates:
         del html
         timings["write_report"] = time.perf_counter() - t0
         current = out_dir / "arrays.npz"
-        timings["write_arrays"] = background.result()
+        timings["write_arrays"] = arrays.finish(result.arrays())
         t0 = time.perf_counter()
         doc = result.to_dict()
         _write_file(stage_file("results.json"), lambda fh: dump_json(doc, fh))
@@ -230,12 +268,25 @@ def _write(result: RunResult, out_dir: Path, key: str, plotlyjs: str, templates:
         raise output_error(exc, current, key) from None
     finally:
         with deadline.shield():
-            if background is not None:
-                background.join()  # never unlink a file another thread still writes
+            if arrays is not None:
+                arrays.discard()  # waits for its thread: never unlink a file another thread still writes
             for tmp_path, _ in staged.values():
                 if tmp_path.exists():
                     tmp_path.unlink()
     return {final.name: final for _, final in staged.values()}
+
+
+def start_arrays(out_dir: Path, arrays: dict[str, np.ndarray], compress: bool = False) -> ArraysFile:
+    """Start writing ``arrays`` into a temporary arrays.npz in ``out_dir`` (see :class:`ArraysFile`)."""
+    fd, tmp = staged_file(out_dir / "arrays.npz")
+    os.close(fd)
+    try:
+        file = ArraysFile(Path(tmp), compress)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    file.start(arrays)
+    return file
 
 
 class Outputs:
@@ -256,6 +307,8 @@ class Outputs:
         self.unique = _first(parts, UNIQUE)  # the folder claimed per run
         self.staging: Path | None = None
         self.created: Path | None = None
+        self.claimed: Path | None = None  # the folder being written (claimed once)
+        self.arrays: ArraysFile | None = None  # arrays.npz, started before the report is written
 
     # ---------------------------------------------------------------- folders
     def __enter__(self) -> "Outputs":
@@ -265,6 +318,8 @@ class Outputs:
 
     def __exit__(self, exc_type, exc, tb):
         with deadline.shield():
+            if self.arrays is not None:
+                self.arrays.discard()  # a run that failed before writing: its arrays.npz goes
             if self.staging is not None and self.writes:
                 shutil.rmtree(self.staging, ignore_errors=True)
             if exc_type is not None and self.created is not None:
@@ -340,19 +395,41 @@ class Outputs:
         return self.out_dir
 
     # ---------------------------------------------------------------- writing
+    def _claim_once(self) -> Path:
+        """The folder this run writes: claimed (created) on first use; after a failure the
+        folders this created are removed again when empty."""
+        if self.claimed is None:
+            fresh = _first_missing(self.out_dir)
+            self.claimed = self.claim()
+            if self.created is None and fresh is not None:
+                self.created = fresh
+        return self.claimed
+
+    def begin_arrays(self, arrays: dict[str, np.ndarray], compress: bool = False) -> None:
+        """Start writing ``arrays`` (the computed ones, see
+        :func:`~sensreport.results.computed_arrays`) as arrays.npz under a temporary name,
+        in a thread, while the run goes on; :meth:`write` finishes it. Nothing is written
+        when this run writes no files."""
+        if not self.writes:
+            return
+        out_dir = self._claim_once()
+        try:
+            self.arrays = start_arrays(out_dir, arrays, compress)
+        except OSError as exc:
+            raise output_error(exc, out_dir / "arrays.npz", self.key) from None
+
     def write(self, result: RunResult, plotlyjs: str = "inline", *, templates: Path | None = None,
               compress_arrays: bool = False) -> Path:
         """Render, write atomically, move ``latest``; return the folder written.
 
-        The folder is created first (arrays.npz is written while the report renders);
-        after a failure the folders this created are removed again when empty.
+        The folder is created first (arrays.npz is written while the report renders, or
+        since :meth:`begin_arrays`); after a failure the folders this created are removed
+        again when empty.
         """
         deadline.stage("writing the report")
-        fresh = _first_missing(self.out_dir)
-        out_dir = self.claim()
-        if self.created is None and fresh is not None:
-            self.created = fresh
-        _write(result, out_dir, self.key, plotlyjs, templates, compress_arrays)
+        out_dir = self._claim_once()
+        arrays, self.arrays = self.arrays, None  # _write finishes it, or removes it on failure
+        _write(result, out_dir, self.key, plotlyjs, templates, compress_arrays, arrays)
         self.created = None  # written: it stays, whatever happens next
         if self.latest is not None:
             point_latest(self.latest, out_dir, self.key)

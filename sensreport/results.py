@@ -433,27 +433,34 @@ class RunResult:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The raw arrays written as arrays.npz."""
-        out = {"points": self.points, "outputs": self.outputs}
-        if self.layout is not None:  # a model with named inputs: each one's values as read, held ones included
-            for name, a in self.layout.arrays.items():
-                out[f"points_{name}"] = a.astype(str) if a.dtype == object else a
-        for e in self.discrete:
-            out[f"discrete_{e.input}"] = e.values
+        out = computed_arrays(self.points, self.outputs, self.layout, self.discrete, self.methods)
         if self.subspace is not None:
             out["active_subspace_eigenvalues"] = self.subspace.eigenvalues
             out["active_subspace_eigenvectors"] = self.subspace.eigenvectors
-        for name, m in self.methods.items():
-            if m.status != "ok":
-                continue
-            if m.values is not None and m.path is None:
-                out[name] = m.values
-            if name == "rows":
-                out["rows_outputs"] = np.asarray(m.outputs, dtype=np.int64)
-            if m.step is not None:
-                out["finite_difference_step"] = m.step
-            if m.error is not None and m.path is None:
-                out[f"{name}_error"] = m.error
         return out
+
+
+def computed_arrays(points: np.ndarray, outputs: np.ndarray, layout, discrete, methods) -> dict[str, np.ndarray]:
+    """The arrays of arrays.npz that the computation gives (all but the analysis's active
+    subspace): known when the derivatives are, so that writing them can start then."""
+    out = {"points": points, "outputs": outputs}
+    if layout is not None:  # a model with named inputs: each one's values as read, held ones included
+        for name, a in layout.arrays.items():
+            out[f"points_{name}"] = a.astype(str) if a.dtype == object else a
+    for e in discrete:
+        out[f"discrete_{e.input}"] = e.values
+    for name, m in methods.items():
+        if m.status != "ok":
+            continue
+        if m.values is not None and m.path is None:
+            out[name] = m.values
+        if name == "rows":
+            out["rows_outputs"] = np.asarray(m.outputs, dtype=np.int64)
+        if m.step is not None:
+            out["finite_difference_step"] = m.step
+        if m.error is not None and m.path is None:
+            out[f"{name}_error"] = m.error
+    return out
 
 
 #: Leading eigenvectors per output listed in results.json (all of them are in arrays.npz).

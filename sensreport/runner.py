@@ -26,7 +26,7 @@ from .inputs import prepare
 from .logs import get_logger, quiet_tensorflow
 from .outputs import Outputs
 from .provenance import provenance
-from .results import RunResult
+from .results import RunResult, computed_arrays
 from .spec import Spec, default_checks, load_spec, parse_spec
 
 log = get_logger()
@@ -109,7 +109,9 @@ def run(
         # .npy arrays are written chunk by chunk into a hidden staging folder and renamed
         # into place with the other files only when the run succeeds
         staging = outputs.array_dir() if spec.arrays == "disk" else None
-        result = compute(spec, command=command, array_dir=staging, progress=progress)
+        # arrays.npz is written from when the derivatives are ready, while the analysis runs
+        begin = (lambda arrays: outputs.begin_arrays(arrays, spec.compress_arrays)) if write else None
+        result = compute(spec, command=command, array_dir=staging, progress=progress, on_arrays=begin)
         stage("evaluating the checks")
         t0 = time.perf_counter()
         checks.apply(result, spec.checks, baseline_doc, fail_on)
@@ -146,6 +148,7 @@ def compute(
     array_dir: Path | None = None,
     progress: bool = False,
     on_chunk=None,
+    on_arrays=None,
 ) -> RunResult:
     """Compute everything the spec asks for; write nothing except, with
     ``execution.arrays: disk``, the ``.npy`` arrays into ``array_dir``. The result's
@@ -153,6 +156,8 @@ def compute(
 
     ``progress`` shows a progress bar on stderr (only when it is a terminal).
     ``on_chunk(done, pids)`` is called after each chunk of a Ray run (a test seam).
+    ``on_arrays(arrays)`` is handed the computed arrays of arrays.npz
+    (:func:`~sensreport.results.computed_arrays`) before the analysis starts.
     """
     if spec.engine == "ray":
         from .compute.ray import require_ray
@@ -180,6 +185,8 @@ def compute(
     stage("analysing the derivatives")
     flat = prepared.flat
     methods = method_results(plan, computed)
+    if on_arrays is not None:
+        on_arrays(computed_arrays(flat, prepared.y, prepared.layout, effects, methods))
     found = analyse(plan, computed, methods, flat, prepared.y, list(spec.measures), prepared.target.dtype,
                     prepared.layout.groups, prepared.layout.held, level=spec.confidence,
                     constants=poincare_constants(prepared.distributions, flat.shape[1]), seed=spec.points.seed)

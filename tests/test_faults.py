@@ -430,6 +430,48 @@ def test_failed_runs_leave_no_temp_files_and_no_empty_run_folders(cli, write_spe
     assert list((tmp_path / "reports").iterdir()) == []  # no run folder, no .arrays staging, no temp file
 
 
+def test_a_run_failing_after_its_arrays_started_keeps_the_previous_report(cli, write_spec, good_run, tmp_path,
+                                                                         monkeypatch):
+    # arrays.npz starts being written (under a temporary name) when the derivatives are
+    # ready; a failure after that, in the analysis or in the writing thread itself, leaves
+    # the previous report as it was, no temporary file and no empty run folder
+    import sensreport.outputs
+    import sensreport.runner
+    from sensreport.errors import ComputeError
+
+    out, before = good_run
+    spec = write_spec(GOOD, name="again.yaml")
+    started = []
+    real_start = sensreport.outputs.start_arrays
+
+    def start(*args, **kwargs):
+        started.append(real_start(*args, **kwargs))
+        return started[-1]
+
+    def broken(*args, **kwargs):
+        assert started and started[-1].thread is not None  # the arrays were being written
+        raise ComputeError("execution.memory_budget", "the analysis ran out of memory")
+
+    monkeypatch.setattr(sensreport.outputs, "start_arrays", start)
+    monkeypatch.setattr(sensreport.runner, "analyse", broken)
+    r = cli("run", spec, "--out", out)
+    assert_clean_failure(r, 3, "execution.memory_budget: the analysis ran out of memory")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    r = cli("run", write_spec(GOOD + "report: {dir: 'reports/{datetime}'}\n", name="templated.yaml"))
+    assert r.exit_code == 3 and list((tmp_path / "reports").iterdir()) == []
+    monkeypatch.undo()
+
+    def full(fp, array, *args, **kwargs):
+        fp.write(b"\x93NUMPY")  # part of an entry, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np.lib.format, "write_array", full)
+    r = cli("run", spec, "--out", out)
+    assert_clean_failure(r, 3, f"--out: cannot write {out / 'arrays.npz'}: No space left on device. Nothing was "
+                               "written; the previous report is unchanged")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_empty_run_folders_and_stale_files_of_killed_runs_are_removed(tmp_path):
     from sensreport.outputs import EMPTY_AFTER, Outputs
 
