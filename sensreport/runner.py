@@ -105,7 +105,7 @@ def run(
     limit = spec.timeout if timeout is None else timeout
     outputs = Outputs(Path(out) if out else spec.report_dir, _dt.datetime.now(), write=write,
                       key="--out" if out else "report.dir")
-    with Deadline(limit) if limit else contextlib.nullcontext(), outputs:
+    with _objects_frozen(), Deadline(limit) if limit else contextlib.nullcontext(), outputs:
         # .npy arrays are written chunk by chunk into a hidden staging folder and renamed
         # into place with the other files only when the run succeeds
         staging = outputs.array_dir() if spec.arrays == "disk" else None
@@ -117,19 +117,19 @@ def run(
         checks.apply(result, spec.checks, baseline_doc, fail_on)
         result.timings["checks"] = time.perf_counter() - t0
         if write:
-            with _objects_frozen():
-                result.out_dir = outputs.write(result, plotlyjs or spec.plotlyjs, templates=spec.report_templates,
-                                               compress_arrays=spec.compress_arrays)
+            result.out_dir = outputs.write(result, plotlyjs or spec.plotlyjs, templates=spec.report_templates,
+                                           compress_arrays=spec.compress_arrays)
     _finish(result, spec, plotlyjs, write, tracking)
     return result
 
 
 @contextlib.contextmanager
 def _objects_frozen():
-    """Every object alive now (TensorFlow's and Keras's some 300,000, the model) left out
-    of the garbage collector's full passes while the block runs, and put back after.
-    Rendering and encoding make many objects, which sets off full passes; each walked all
-    of TensorFlow's objects (0.2 s) and found nothing. A caller's own freeze is left alone."""
+    """Every object alive now left out of the garbage collector's passes while the block
+    runs (gc.freeze), and put back after; TensorFlow's, when the run imports it, join them
+    (:func:`~sensreport.engine.tensorflow`). A run makes many objects, which sets off full
+    passes; each walked all of TensorFlow's 300,000 objects (0.2 s) and found nothing. A
+    freeze already in place (the CLI's, or a caller's) is left alone."""
     if gc.get_freeze_count():
         yield
         return
