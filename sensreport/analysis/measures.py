@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .stats import nanmean, shares
+from .stats import finite_max, nanmean, shares
 
 #: Plain-language definitions with references, shown in the report's methods section.
 DEFINITIONS = {
@@ -136,9 +136,7 @@ def _add_finite(out: dict[str, np.ndarray], jac: np.ndarray, ax: np.ndarray, inv
     several threads into numpy's OpenBLAS wait for each other. False (nothing added) when
     a sum is not finite (a NaN or an infinity in the tile, or an overflow); the masked
     path then handles it."""
-    j = np.ascontiguousarray(jac.transpose(1, 0, 2))  # [r, t, n]
-    if j.dtype not in (np.float32, np.float64):
-        j = j.astype(np.float64)
+    j = np.ascontiguousarray(jac.transpose(1, 0, 2))  # [r, t, n]; its signs are counted below
     t = j.shape[1]
     wide = j.astype(np.float64)  # exact
     with np.errstate(over="ignore", invalid="ignore"):
@@ -282,9 +280,10 @@ class MeasureAccumulator:
         groups, step = tiles(jac.shape)
         y = np.asarray(outputs, dtype=np.float64)
         ax = np.abs(np.asarray(points, dtype=np.float64))
+        abs_y = np.abs(y)
         with np.errstate(divide="ignore"):
-            inv = 1.0 / np.abs(y)
-        usable = np.isfinite(y) & (np.abs(y) > np.maximum(self.guard, np.finfo(np.float64).tiny))
+            inv = 1.0 / abs_y
+        usable = np.isfinite(y) & (abs_y > np.maximum(self.guard, np.finfo(np.float64).tiny))
 
         def group_sums(item):
             sl, rows = item
@@ -359,9 +358,7 @@ def output_magnitude(outputs: np.ndarray) -> np.ndarray:
     out = np.zeros(m)
     step = max(1, BLOCK_VALUES // max(1, m))
     for s in range(0, p, step):
-        a = np.abs(y[s : s + step], dtype=np.float64)
-        a[~np.isfinite(a)] = 0.0
-        np.maximum(out, a.max(axis=0, initial=0.0), out=out)
+        np.maximum(out, finite_max(np.abs(y[s : s + step], dtype=np.float64), axis=0)[0], out=out)
     return out
 
 
