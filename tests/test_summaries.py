@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -205,3 +207,62 @@ def test_interaction_partners_from_one_rank_correlation_matrix():
     partners = S.interaction_partners(d, x)
     assert partners[:3].tolist() == [1, 0, 2]  # the constant one keeps itself
     assert S.interaction_partners(d, x, [3, 0]).tolist() == [partners[3], 1]
+
+
+
+def test_quantiles_are_numpys_nanpercentile_with_nan_inf_and_ties():
+    """The sorted-copy percentiles give np.nanpercentile's numbers exactly, whatever the
+    axis, with NaN (left out per slice, all-NaN slices NaN), infinities and ties."""
+    rng = np.random.default_rng(7)
+    for trial in range(120):
+        shape = tuple(int(s) for s in rng.integers(1, 9, size=rng.integers(1, 4)))
+        v = rng.random(shape) * 10.0 ** rng.integers(-3, 3)
+        if trial % 3 == 0:
+            v[rng.random(shape) < 0.3] = np.nan
+        if trial % 5 == 0:
+            v = np.round(v, 1)
+        if trial % 7 == 0 and v.size > 2:
+            v.flat[1], v.flat[2] = np.inf, -np.inf
+        axis = int(rng.integers(0, v.ndim))
+        q = [(25, 50, 75), (2.5, 97.5), (0, 100), (33.3,)][trial % 4]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
+            expected = np.nanpercentile(v, q, axis=axis)
+        got = stats.quantiles(v, q, axis)
+        assert got.shape == expected.shape
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("case", ["finite float32", "nan and zero outputs", "float64, a constant input"])
+def test_point_stats_spread_is_the_quartiles_of_every_measures_local_values(case, monkeypatch):
+    """point_stats sorts |dy/dx| once (in float32 when every derivative is finite) for mean
+    |dy/dx|, RMS and std-scaled (its order statistics times each input's spread): the
+    quartiles are those of each measure's own per-point values, exactly; so are the
+    elasticities' with outputs at zero (NaN left out) and the overall shares'."""
+    from sensreport.analysis import pointstats as PS
+
+    rng = np.random.default_rng(3)
+    P, k, n = 150, 6, 5
+    jac = rng.normal(size=(P, k, n)).astype(np.float32 if case == "finite float32" else np.float64)
+    x = rng.normal(size=(P, n))
+    y = rng.normal(size=(P, k))
+    if case == "nan and zero outputs":
+        jac[4, 1, 2], jac[9, 0, 0] = np.nan, np.inf
+        y[::7, 2] = 0.0  # a ReLU head at zero: no elasticity there
+    if case == "float64, a constant input":
+        x[:, 3] = 2.0  # zero spread: std-scaled values of 0
+    monkeypatch.setattr(PS, "BLOCK_ENTRIES", 2 * P * n)  # blocks of 2 outputs
+    measures = {m: np.abs(rng.normal(size=(k, n))) for m in S.LOCAL_MEASURES}
+    order = ["std_scaled", "mean_abs", "rms", "elasticity"]
+    ps = PS.point_stats(jac, x, y, measures, order, "std_scaled")
+    spread, guard = M.input_spread(x), M.elasticity_guard(y)
+    for m in order:
+        local = S.local_values(m, jac, x, y, spread=spread, guard=guard)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            np.testing.assert_array_equal(ps.spread[m], np.nanpercentile(local, (25, 50, 75), axis=0))
+            np.testing.assert_array_equal(ps.spread_overall[m],
+                                          np.nanpercentile(S.overall_local(local), (25, 50, 75), axis=0))
+    if case == "nan and zero outputs":
+        assert np.isnan(S.local_values("elasticity", jac, x, y)[::7, 2]).all()
+        assert np.isfinite(ps.spread["elasticity"]).all()

@@ -39,6 +39,9 @@ class PointStats:
 #: it, evenly spaced points are used (and the results say how many).
 STATS_ENTRIES = 8_000_000
 
+#: The percentiles the spread reports.
+QUARTILES = (25, 50, 75)
+
 #: Per-point values of one block of outputs (4 MB of float64) in :func:`point_stats`.
 BLOCK_ENTRIES = 1 << 19
 
@@ -76,7 +79,6 @@ def point_stats(deriv: np.ndarray | None, points: np.ndarray, outputs: np.ndarra
         idx = S.subsample_indices(P, max(1, STATS_ENTRIES // max(1, k * n)))
         out.sampled = len(idx)
         y = np.asarray(outputs, dtype=np.float64)
-        sample = deriv if len(idx) == P else deriv[idx]
         pts, ys = points[idx], y[idx]
         spread, guard = M.input_spread(points), M.elasticity_guard(y)
         same = {"rms": "mean_abs", "mean_abs": "rms"}  # both have |dy/dx| as their per-point values
@@ -90,16 +92,35 @@ def point_stats(deriv: np.ndarray | None, points: np.ndarray, outputs: np.ndarra
             rho, overlap = np.empty((len(idx), k)), np.empty((len(idx), k))
         quant = {m: np.empty((3, k, n)) for m in own}
         overall = {m: S.OverallLocal() for m in own}
+        # std-scaled values are |dy/dx| times a non-negative factor per input: their order
+        # statistics are those of |dy/dx| times it, so one sort serves both
+        scaled = not np.isinf(spread).any()
+        sorted_magnitudes = any(m in same or (m == "std_scaled" and scaled) for m in own)
         # a block of outputs at a time: every statistic is per output, and blocks this small
         # reuse their memory. Blocks run on the reduction threads, a few at a time (each
         # writes its own outputs' rows); the overall shares add up over outputs in order.
         step = max(1, BLOCK_ENTRIES // max(1, len(idx) * n))
 
         def block_stats(o: slice) -> dict:
-            block, shared = sample[:, o], {}
+            block = deriv[:, o] if len(idx) == P else deriv[idx, o]  # [S, r, n]: the sample's rows
+            magnitude = np.abs(block)
+            a = S.magnitudes(magnitude)  # float64, NaN where not finite
+            # the percentiles of |dy/dx| from a sort in the derivatives' own precision when
+            # every one is finite (float32 widens exactly: the same order statistics)
+            if sorted_magnitudes:
+                exact = magnitude.dtype in (np.float32, np.float64) and not np.isnan(a).any()
+                ordered = stats.axis_last(magnitude if exact else a)
+                ordered.sort(axis=-1)
+            shared = {}
             for m in own:
-                local = S.local_values(m, block, pts, ys[:, o], spread=spread, guard=guard[o])
-                quant[m][:, o] = stats.quantiles(local, axis=0)
+                if m in same:
+                    local, quant[m][:, o] = a, stats.sorted_quantiles(ordered, QUARTILES)
+                elif m == "std_scaled" and scaled:
+                    local = a * spread[None, None, :]
+                    quant[m][:, o] = stats.sorted_quantiles(ordered, QUARTILES, spread)
+                else:
+                    local = S.local_from(m, a, pts, ys[:, o], spread=spread, guard=guard[o])
+                    quant[m][:, o] = stats.quantiles(local, QUARTILES, axis=0)
                 shared[m] = S.OverallLocal.shares(local)
                 if m == stable:
                     rho[:, o], overlap[:, o] = stats.rank_agreement(local, np.asarray(measures[m], float)[None, o],

@@ -46,10 +46,22 @@ def local_values(measure: str, deriv: np.ndarray, points: np.ndarray, outputs: n
     -------
     ndarray [P, k, n], float64
     """
-    d = np.asarray(deriv, dtype=np.float64)
-    a = np.abs(d)
+    return local_from(measure, magnitudes(deriv), points, outputs, spread=spread, guard=guard)
+
+
+def magnitudes(deriv: np.ndarray) -> np.ndarray:
+    """``|D|`` in float64, NaN where ``D`` is not finite: the per-point values of mean
+    |dy/dx| and RMS, and what :func:`local_from` scales into the others."""
+    a = np.abs(np.asarray(deriv, dtype=np.float64))
     if not np.isfinite(a.max(initial=0.0)):  # one reduction tells the common case: all finite
         a[~np.isfinite(a)] = np.nan
+    return a
+
+
+def local_from(measure: str, a: np.ndarray, points: np.ndarray, outputs: np.ndarray, *,
+               spread: np.ndarray | None = None, guard: np.ndarray | None = None) -> np.ndarray:
+    """:func:`local_values` from the derivatives' :func:`magnitudes` ``a`` (``a`` itself
+    for ``mean_abs`` and ``rms``)."""
     if measure in ("mean_abs", "rms"):
         return a
     x = np.asarray(points, dtype=np.float64)
@@ -61,8 +73,10 @@ def local_values(measure: str, deriv: np.ndarray, points: np.ndarray, outputs: n
         finite_y = np.where(np.isfinite(y), np.abs(y), np.nan)
         guard = elasticity_guard(y) if guard is None else np.asarray(guard, dtype=np.float64)
         safe = np.where(finite_y > np.maximum(guard, np.finfo(np.float64).tiny), y, np.nan)
+        e = a * x[:, None, :]
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.abs(a * x[:, None, :] / safe[:, :, None])
+            np.divide(e, safe[:, :, None], out=e)
+        return np.abs(e, out=e)
     raise ValueError(f"no per-point values for measure {measure!r}")
 
 
