@@ -332,3 +332,37 @@ def test_t_quantile_matches_scipy():
         for q in (0.9, 0.95, 0.975, 0.995):
             assert G.t_quantile(q, dof) == pytest.approx(t.ppf(q, dof), abs=2e-3 if dof < 10 else 1e-4)
     assert G.widening(32, 0.95) == pytest.approx(np.sqrt(32 / 31) * t.ppf(0.975, 31) / 1.959964, rel=1e-4)
+
+
+def test_intervals_do_not_depend_on_the_blocks_of_outputs_or_the_threads(monkeypatch):
+    """The bootstrap works a block of outputs at a time on the reduction threads; the
+    overall shares add the outputs in order. One output per block on one thread and all
+    of them in one block on several give the same intervals (to the last bits of a
+    product's rounding: each block is its own matrix product over the batches)."""
+    from sensreport.analysis import measures as M
+
+    rng = np.random.default_rng(9)
+    P, k, n = 640, 7, 5
+    x = rng.uniform(0, 1, (P, n))
+    jac = rng.normal(size=(P, k, n)) * rng.uniform(0.1, 3, (k, n))
+    jac[::11, 2, 1] = 0.0
+    y = rng.normal(size=(P, k)) + 4
+    sums = accumulate(jac, x, y).batch_sums()
+    spread = x.std(0)
+
+    def bootstrap(block_values, threads):
+        monkeypatch.setattr(G, "INTERVAL_BLOCK_VALUES", block_values)
+        monkeypatch.setattr(M, "REDUCTION_THREADS", threads)
+        return G.batch_intervals(sums, spread, 0.9, seed=4)
+
+    one = bootstrap(1, 1)  # a block per output
+    whole = bootstrap(1 << 30, 3)
+    for field in ("measures", "shares", "overall", "overall_ranks"):
+        a, b = getattr(one, field), getattr(whole, field)
+        assert list(a) == list(b) and a
+        for m in a:
+            for lo_hi_a, lo_hi_b in zip(a[m], b[m]):
+                np.testing.assert_allclose(lo_hi_a, lo_hi_b, rtol=1e-13, atol=1e-15)
+    assert list(one.overall) == ["mean_abs", "rms", "std_scaled", "elasticity"]
+    low, high = one.overall["mean_abs"]
+    assert (low <= high).all() and (high <= 1).all()
