@@ -19,7 +19,7 @@ from .analysis.collect import analyse
 from .analysis.globalsa import poincare_constants
 from .compute.discrete import check_discrete, discrete_effects
 from .compute.execute import execute, method_results, plan_methods
-from .engine import default_memory_budget
+from .engine import default_memory_budget, keep_freed_memory
 from .deadline import Deadline, stage
 from .errors import InputError
 from .inputs import prepare
@@ -169,6 +169,7 @@ def compute(
 
         require_ray()  # fail before any work when Ray is missing
     started = time.perf_counter()
+    keep_freed_memory()  # the reductions' temporaries reuse memory, not fresh pages
     budget = spec.memory_budget or default_memory_budget()
     prepared = prepare(spec, budget)
     check_discrete(spec.discrete, prepared.layout.held)  # before any heavy work

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import platform
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -165,3 +169,34 @@ def test_chunks_are_reduced_with_numpy_blas_on_one_thread(cli, write_spec, tmp_p
     run(cli, write_spec, tmp_path, "blas", "execution: {memory_budget: 8KiB}\n")
     assert len(seen) > 4 and all(s == {1} for s in seen)  # several chunks, each on one BLAS thread
     assert blas_threads() == before
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc thresholds")
+def test_freed_temporaries_are_reused_after_keep_freed_memory():
+    """A fresh process: 1 MiB temporaries made and freed in a loop take fresh pages from
+    the system every time (glibc returns them), and after keep_freed_memory (called at the
+    start of every run) they reuse the memory freed before."""
+    import resource
+
+    code = textwrap.dedent("""
+        import resource
+        import numpy as np
+        from sensreport.engine import keep_freed_memory
+
+        def churn():
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            for _ in range(20):
+                a = np.ones(1 << 17)
+                b = a * 2.0
+                del a, b
+            return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+        fresh = churn()
+        keep_freed_memory()
+        print(fresh, churn())
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    fresh, kept = map(int, out.split())
+    pages = 20 * 2 * (1 << 20) // resource.getpagesize()  # two 1 MiB arrays per round
+    assert fresh > pages // 2  # the problem this solves: most rounds faulted their pages afresh
+    assert kept < pages // 20

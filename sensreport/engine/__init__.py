@@ -47,6 +47,7 @@ from .runtime import (
     available_memory,
     default_memory_budget,
     first_line,
+    keep_freed_memory,
     tensorflow,
 )
 from .target import Target, as_target
@@ -81,6 +82,7 @@ __all__ = [
     "first_line",
     "gradient_blockers",
     "jacobian",
+    "keep_freed_memory",
     "plan_chunks",
     "rows",
     "select_kernel",
