@@ -335,10 +335,11 @@ def test_t_quantile_matches_scipy():
 
 
 def test_intervals_do_not_depend_on_the_blocks_of_outputs_or_the_threads(monkeypatch):
-    """The bootstrap works a block of outputs at a time on the reduction threads; the
-    overall shares add the outputs in order. One output per block on one thread and all
-    of them in one block on several give the same intervals (to the last bits of a
-    product's rounding: each block is its own matrix product over the batches)."""
+    """The bootstrap works a block of outputs at a time on the reduction threads. The
+    same blocks on one thread and on three give the same intervals, bit for bit; one
+    output per block and all of them in one block give them to the last bits of the
+    sums' rounding (each block is its own product over the batches and adds its outputs'
+    shares before they join the others')."""
     from sensreport.analysis import measures as M
 
     rng = np.random.default_rng(9)
@@ -356,7 +357,12 @@ def test_intervals_do_not_depend_on_the_blocks_of_outputs_or_the_threads(monkeyp
         return G.batch_intervals(sums, spread, 0.9, seed=4)
 
     one = bootstrap(1, 1)  # a block per output
+    threaded = bootstrap(1, 3)
     whole = bootstrap(1 << 30, 3)
+    for field in ("measures", "shares", "overall", "overall_ranks"):
+        for m, pair in getattr(one, field).items():
+            for a, b in zip(pair, getattr(threaded, field)[m]):
+                np.testing.assert_array_equal(a, b)
     for field in ("measures", "shares", "overall", "overall_ranks"):
         a, b = getattr(one, field), getattr(whole, field)
         assert list(a) == list(b) and a

@@ -322,9 +322,10 @@ def batch_intervals(sums: dict[str, np.ndarray], spread: np.ndarray, level: floa
     each). None with fewer than ``MIN_BATCHES`` batches.
 
     A block of outputs at a time (:data:`INTERVAL_BLOCK_VALUES`), on the reduction
-    threads: every measure's and share's interval is per output. The overall shares
-    average the outputs' shares in output order, as a mean over the outputs axis adds
-    them, so the numbers do not depend on the blocks or the threads."""
+    threads: every measure's and share's interval is per output, and the overall shares
+    add up each block's sum over its outputs, block after block. The blocks are fixed by
+    the shape, so the numbers do not depend on the threads; other blocks change only
+    the last bits of the sums."""
     g, k, n = sums["count"].shape
     if g < MIN_BATCHES:
         return None
@@ -347,8 +348,12 @@ def batch_intervals(sums: dict[str, np.ndarray], spread: np.ndarray, level: floa
             sh = shares(v, axis=2)
             seen = ~np.isnan(sh)
             part = tuple(np.clip(b, 0, 1) for b in _percentiles(sh, level, f))
-            # what the overall shares' mean needs: the shares with NaN as 0, and how many are there
-            found[name] = (measure, bool(np.isfinite(v).any()), part, (np.where(seen, sh, 0.0), seen.sum(axis=1)))
+            # the overall shares' mean: the block's shares summed over its outputs in order
+            # (NaN left out), and how many there are
+            total = np.zeros((len(w), n))
+            for i in range(sh.shape[1]):
+                total += np.where(seen[:, i], sh[:, i], 0.0)
+            found[name] = (measure, bool(np.isfinite(v).any()), part, (total, seen.sum(axis=1)))
         return found
 
     blocks = [slice(s, min(k, s + step)) for s in range(0, k, step)]
@@ -360,11 +365,9 @@ def batch_intervals(sums: dict[str, np.ndarray], spread: np.ndarray, level: floa
             continue
         out.shares[name] = tuple(np.concatenate([p[name][2][i] for p in parts]) for i in (0, 1))
         total, count = np.zeros((len(w), n)), np.zeros((len(w), n), dtype=np.intp)
-        for p in parts:  # output after output, as numpy's mean over the outputs axis adds them
-            sh, seen = p[name][3]
-            for i in range(sh.shape[1]):
-                total += sh[:, i]
-            count += seen
+        for p in parts:  # block after block, in order
+            total += p[name][3][0]
+            count += p[name][3][1]
         with np.errstate(invalid="ignore", divide="ignore"):
             over = total / count  # NaN where no output has a share, as nanmean gives
         out.overall[name] = tuple(np.clip(b, 0, 1) for b in _percentiles(over, level, f))
