@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import measures as M
-from .stats import nanmean, quantiles, rank_positions, shares
+from .stats import quantiles, rank_positions, shares
 from .summaries import subsample_indices
 
 #: Active subspaces need an ``n x n`` matrix per output: computed up to this many inputs.
@@ -337,7 +337,8 @@ def batch_intervals(sums: dict[str, np.ndarray], spread: np.ndarray, level: floa
 
     def block(o: slice) -> dict[str, tuple]:
         # each block's replicated sums [1 + B, r, n]: a product over the batches, per column
-        rep = {name: np.dot(w, a[:, o].reshape(g, -1)).reshape(len(w), -1, n) for name, a in sums.items()}
+        r = len(range(k)[o])
+        rep = {name: np.dot(w, a[:, o].reshape(g, r * n)).reshape(len(w), r, n) for name, a in sums.items()}
         found = {}
         for name, v in _replicate_values(rep, spread).items():
             low, high = _percentiles(v, level, f)
@@ -356,7 +357,7 @@ def batch_intervals(sums: dict[str, np.ndarray], spread: np.ndarray, level: floa
             found[name] = (measure, bool(np.isfinite(v).any()), part, (total, seen.sum(axis=1)))
         return found
 
-    blocks = [slice(s, min(k, s + step)) for s in range(0, k, step)]
+    blocks = [slice(s, min(k, s + step)) for s in range(0, k, step)] or [slice(0, 0)]
     parts = M.parallel_map(block, blocks)
     out = Intervals(level, replicates, g)
     for name in parts[0]:
