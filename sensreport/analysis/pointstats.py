@@ -103,13 +103,12 @@ def point_stats(deriv: np.ndarray | None, points: np.ndarray, outputs: np.ndarra
 
         def block_stats(o: slice) -> dict:
             block = deriv[:, o] if len(idx) == P else deriv[idx, o]  # [S, r, n]: the sample's rows
-            magnitude = np.abs(block)
-            a = S.magnitudes(magnitude)  # float64, NaN where not finite
-            # the percentiles of |dy/dx| from a sort in the derivatives' own precision when
-            # every one is finite (float32 widens exactly: the same order statistics)
+            a = S.magnitudes(block)  # float64, NaN where not finite
+            # the percentiles of |dy/dx| from a sort of float32 values when every one is
+            # finite (float32 widens exactly: the same order statistics), else of ``a``
             if sorted_magnitudes:
-                exact = magnitude.dtype in (np.float32, np.float64) and not np.isnan(a).any()
-                ordered = stats.axis_last(magnitude if exact else a)
+                narrow = block.dtype == np.float32 and not np.isnan(a).any()
+                ordered = stats.axis_last(np.abs(block) if narrow else a)
                 ordered.sort(axis=-1)
             shared = {}
             for m in own:

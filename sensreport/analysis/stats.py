@@ -97,8 +97,8 @@ def sorted_quantiles(s: np.ndarray, q, scale: np.ndarray | None = None) -> np.nd
     times it, the same numbers as sorting the product."""
     n = s.shape[-1]
     frac = np.asarray(q, dtype=np.float64) / 100
-    last = s[..., -1]
-    count = n - np.isnan(s).sum(axis=-1) if np.isnan(last).any() else None  # NaN sorts last
+    count = n - np.isnan(s).sum(axis=-1) if np.isnan(s[..., -1]).any() else None  # NaN sorts last
+    size = n if count is None else np.maximum(count, 1)  # the values in each row
 
     def picked(index):
         if np.ndim(index) == 0:
@@ -110,7 +110,6 @@ def sorted_quantiles(s: np.ndarray, q, scale: np.ndarray | None = None) -> np.nd
 
     out = []
     for f in frac:
-        size = n if count is None else np.maximum(count, 1)
         virtual = (size - 1) * f  # numpy's virtual index of the linear method
         below = np.floor(virtual)
         gamma = virtual - below
