@@ -235,9 +235,10 @@ def _write(result: RunResult, out_dir: Path, key: str, plotlyjs: str, templates:
 
     timings = result.timings
     try:
+        everything = result.arrays()
         if arrays is None:  # not started by the run: the arrays are written while the report renders
             current = out_dir / "arrays.npz"
-            arrays = start_arrays(out_dir, result.arrays(), compress)
+            arrays = start_arrays(out_dir, everything, compress)
         staged["arrays.npz"] = (arrays.path, out_dir / "arrays.npz")
         t0 = time.perf_counter()
         html = render_report(result, plotlyjs=plotlyjs, templates=templates)
@@ -247,7 +248,7 @@ def _write(result: RunResult, out_dir: Path, key: str, plotlyjs: str, templates:
         del html
         timings["write_report"] = time.perf_counter() - t0
         current = out_dir / "arrays.npz"
-        timings["write_arrays"] = arrays.finish(result.arrays())
+        timings["write_arrays"] = arrays.finish(everything)
         t0 = time.perf_counter()
         doc = result.to_dict()
         _write_file(stage_file("results.json"), lambda fh: dump_json(doc, fh))
