@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -135,6 +137,17 @@ def test_worker_deaths_beyond_retries_fail_the_run_cleanly(cluster, tmp_path, mo
         runner.run(spec_path, out=out)
     assert (out / "report.html").read_text() == "previous good report"
     assert sorted(p.name for p in out.iterdir()) == ["report.html"]
+    # the failed run's workers are gone and the cluster's CPUs free again, without the
+    # garbage collector's help: the next run freezes what is alive (gc.freeze), and a
+    # run's actors left to the collector then held their CPUs and hung every later run
+    gc.freeze()
+    try:
+        deadline = time.monotonic() + 30
+        while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ray.available_resources().get("CPU", 0) == 2
+    finally:
+        gc.unfreeze()
 
 
 def test_missing_ray_says_how_to_install(cli, write_spec, functions_py, monkeypatch):

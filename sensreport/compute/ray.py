@@ -162,6 +162,7 @@ def sweep_ray(
             raise InputError("execution.ray.address", f"cannot start or reach a Ray cluster: {exc}") from None
         started = True
     facts["start_seconds"] = time.perf_counter() - t0
+    actors: list = []
     try:
         payload, name = model_payload(model)
         payload_ref = ray.put(payload)
@@ -171,7 +172,7 @@ def sweep_ray(
         def new_actor():
             return remote.remote(model, [payload_ref], name, tuple(point_shape or ()), jit, threads, binding)
 
-        actors = [new_actor() for _ in range(cfg.workers)]
+        actors.extend(new_actor() for _ in range(cfg.workers))
         t1 = time.perf_counter()
         infos = ray.get([a.info.remote() for a in actors])
         facts["workers"] = cfg.workers
@@ -241,9 +242,16 @@ def sweep_ray(
         total = empty_partial(plan)
         for offset in sorted(partials):  # chunk order: the sums are added as the local sweep adds them
             total.merge(partials[offset])
-        for a in actors:
-            ray.kill(a)
         return total, facts
     finally:
+        # the workers go whatever happened: on a cluster that outlives the run, a failed
+        # run's actors would hold their CPUs until the garbage collector dropped the last
+        # handle (never, while a later run's freeze holds it), and the next run's actors
+        # would wait for those CPUs for ever
+        for a in actors:
+            try:
+                ray.kill(a)
+            except Exception:  # noqa: BLE001 - an actor that is already gone
+                pass
         if started:
             ray.shutdown()
